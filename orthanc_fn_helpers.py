@@ -1,0 +1,236 @@
+"""orthanc_fn_helpers: dates, waiting, and generated test DICOM data for orthanc_fn.
+
+Date and time helpers need only the standard library. The DICOM generators need pydicom and
+numpy, imported inside the functions that use them; without them those functions raise an
+ImportError naming the missing package.
+
+>>> to_dicom_date(datetime.date(2026, 11, 30))
+'20261130'
+>>> from_dicom_time("101010.5")
+datetime.time(10, 10, 10, 500000)
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import os
+import random
+import sys
+import time
+
+try:  # installed side by side, or vendored next to each other
+    import orthanc_fn  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import orthanc_fn  # noqa: F401
+
+__all__ = [
+    "to_dicom_date", "from_dicom_date", "to_dicom_time", "from_dicom_time",
+    "from_orthanc_datetime", "wait_until", "get_random_dicom_date",
+    "generate_test_dicom_file", "generate_test_study",
+]
+
+
+def to_dicom_date(date):
+    """Format a ``date`` (or ``datetime``) as DICOM ``YYYYMMDD``.
+
+    >>> to_dicom_date(datetime.datetime(2026, 1, 2, 3, 4))
+    '20260102'
+    """
+    return date.strftime("%Y%m%d")
+
+
+def from_dicom_date(text):
+    """Parse DICOM ``YYYYMMDD`` into a ``date``; None or empty gives None.
+
+    >>> from_dicom_date("20260126")
+    datetime.date(2026, 1, 26)
+    >>> from_dicom_date("") is None
+    True
+    >>> from_dicom_date("2026-01")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a DICOM date (YYYYMMDD): '2026-01'
+    """
+    if text is None or not str(text).strip():
+        return None
+    value = str(text).strip()
+    try:
+        if len(value) != 8 or not value.isdigit():
+            raise ValueError
+        return datetime.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        raise ValueError(f"not a DICOM date (YYYYMMDD): {value!r}") from None
+
+
+def to_dicom_time(value):
+    """Format a ``time`` or ``datetime`` as DICOM ``HHMMSS`` (``.ffffff`` when it has them).
+
+    >>> to_dicom_time(datetime.time(7, 8, 9))
+    '070809'
+    >>> to_dicom_time(datetime.datetime(2026, 1, 1, 7, 8, 9, 120000))
+    '070809.120000'
+    """
+    text = value.strftime("%H%M%S")
+    return text + f".{value.microsecond:06d}" if value.microsecond else text
+
+
+def from_dicom_time(text):
+    """Parse DICOM ``HH``, ``HHMM``, ``HHMMSS`` or ``HHMMSS.ffffff`` into a ``time``.
+
+    None or empty gives None; anything else raises ValueError naming the value.
+
+    >>> from_dicom_time("0930")
+    datetime.time(9, 30)
+    """
+    if text is None or not str(text).strip():
+        return None
+    value = str(text).strip()
+    main, _, fraction = value.partition(".")
+    try:
+        if len(main) not in (2, 4, 6) or not main.isdigit() or (fraction and (
+                not fraction.isdigit() or len(fraction) > 6 or len(main) != 6)):
+            raise ValueError
+        hour, minute, second = int(main[:2]), int(main[2:4] or 0), int(main[4:6] or 0)
+        return datetime.time(hour, minute, second, int(fraction.ljust(6, "0")) if fraction else 0)
+    except ValueError:
+        raise ValueError(f"not a DICOM time (HHMMSS.ffffff): {value!r}") from None
+
+
+def from_orthanc_datetime(text):
+    """Parse Orthanc's ``20260126T101010`` (optionally ``.ffffff``) into a ``datetime``.
+
+    >>> from_orthanc_datetime("20260126T101010")
+    datetime.datetime(2026, 1, 26, 10, 10, 10)
+    """
+    value = str(text).strip()
+    date_part, sep, time_part = value.partition("T")
+    if not sep:
+        raise ValueError(f"not an Orthanc date-time (YYYYMMDDTHHMMSS): {value!r}")
+    return datetime.datetime.combine(from_dicom_date(date_part), from_dicom_time(time_part))
+
+
+def wait_until(predicate, timeout, polling_interval=0.1):
+    """Call ``predicate()`` until it is true or ``timeout`` seconds pass; return the last result.
+
+    >>> wait_until(lambda: True, timeout=1)
+    True
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(polling_interval)
+
+
+def get_random_dicom_date(date_from, date_to=None):
+    """Return a random DICOM date between ``date_from`` and ``date_to`` (today by default).
+
+    >>> get_random_dicom_date(datetime.date(2020, 5, 5), datetime.date(2020, 5, 5))
+    '20200505'
+    """
+    date_to = date_to or datetime.date.today()
+    span = (date_to - date_from).days
+    return to_dicom_date(date_from + datetime.timedelta(days=random.randint(0, max(span, 0))))
+
+
+# ---- DICOM generation (pydicom + numpy) ----
+
+_SOP_CLASSES = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "CR": "1.2.840.10008.5.1.4.1.1.1",
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+    "OT": "1.2.840.10008.5.1.4.1.1.7",
+}
+
+
+def _need(module, helper):
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ImportError(f"orthanc_fn_helpers.{helper} needs {module}: "
+                          f"`pip install {module}` (or `pip install orthanc_fn[helpers]`)") from exc
+
+
+def generate_test_dicom_file(width=128, height=128, tags=None, *, modality=None, bits=16,
+                             seed=None):
+    """Return the bytes of a valid DICOM file with a ``width`` x ``height`` image.
+
+    ``tags`` maps DICOM keywords to values (``{"PatientName": "DOE^JOHN"}``); UIDs not given are
+    generated. ``modality`` (CT, MR, CR, DX or OT) picks the SOP class; default from ``tags``'s
+    ``Modality`` or CT. Needs pydicom and numpy.
+    """
+    pydicom = _need("pydicom", "generate_test_dicom_file")
+    np = _need("numpy", "generate_test_dicom_file")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    tags = dict(tags or {})
+    modality = (modality or tags.get("Modality") or "CT").upper()
+    sop_class = _SOP_CLASSES.get(modality, _SOP_CLASSES["OT"])
+    ds = Dataset()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "TEST^PATIENT"
+    ds.PatientID = "TEST-" + ds.StudyInstanceUID[-8:]
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyDate = to_dicom_date(datetime.date.today())
+    ds.StudyTime = "120000"
+    ds.StudyDescription = "orthanc_fn test study"
+    ds.SeriesDescription = "orthanc_fn test series"
+    ds.AccessionNumber = ""
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.Modality = modality
+    ds.Manufacturer = "orthanc_fn"
+    ds.ReferringPhysicianName = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = int(height)
+    ds.Columns = int(width)
+    ds.BitsAllocated = 16 if bits > 8 else 8
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if bits > 8 else np.uint8
+    pixels = rng.integers(0, 2 ** bits, size=(int(height), int(width)), dtype=dtype)
+    ds.PixelData = pixels.tobytes()
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32, modality=None):
+    """Return ``series`` x ``instances`` DICOM files (bytes) of one study and patient.
+
+    ``tags`` apply to every file; each series gets its own SeriesInstanceUID and number.
+    """
+    _need("pydicom", "generate_test_study")
+    from pydicom.uid import generate_uid
+
+    common = {"StudyInstanceUID": generate_uid(), "PatientID": "TEST-" + generate_uid()[-10:]}
+    common.update(tags or {})
+    files = []
+    for series_number in range(1, series + 1):
+        series_tags = {"SeriesInstanceUID": generate_uid(), "SeriesNumber": series_number}
+        series_tags.update(common)
+        for instance_number in range(1, instances + 1):
+            files.append(generate_test_dicom_file(
+                width, height, dict(series_tags, InstanceNumber=instance_number),
+                modality=modality))
+    return files

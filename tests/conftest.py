@@ -1,0 +1,122 @@
+"""Fixtures: real Orthanc servers from Debian's packages, started once per test session.
+
+``server_a`` and ``server_b`` (the host's Orthanc, 1.10 on Debian 12) are each other's DICOM
+modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
+default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12).
+Servers start lazily, the first time a test asks for them, and stop at the end of the session.
+"""
+import os
+import sys
+import threading
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "rig"))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import orthanc_fn  # noqa: E402
+import orthanc_rig  # noqa: E402
+
+_started = []
+
+
+def _start_all(servers):
+    errors = []
+
+    def run(server):
+        try:
+            server.start()
+            _started.append(server)
+        except Exception as exc:  # reported below, after every thread ended
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return servers
+
+
+def pytest_report_header(config):
+    return f"host Orthanc: {orthanc_rig.host_version()}"
+
+
+@pytest.fixture(scope="session")
+def pair():
+    """Servers A and B, wired to each other, started together."""
+    a = orthanc_rig.Server("a", config={"OverwriteInstances": True})
+    b = orthanc_rig.Server("b")
+    orthanc_rig.wire(a, b)
+    _start_all([a, b])
+    for s in (a, b):
+        print(f"\n[rig] {s.name}: Orthanc {orthanc_fn.get_system(s.conn)['Version']} at {s.url}")
+    return a, b
+
+
+@pytest.fixture(scope="session")
+def server_a(pair):
+    return pair[0]
+
+
+@pytest.fixture(scope="session")
+def server_b(pair):
+    return pair[1]
+
+
+@pytest.fixture
+def conn_a(server_a):
+    return server_a.conn
+
+
+@pytest.fixture
+def conn_b(server_b):
+    return server_b.conn
+
+
+@pytest.fixture
+def empty_a(conn_a):
+    """A, emptied before the test."""
+    orthanc_fn.delete_all_content(conn_a)
+    return conn_a
+
+
+@pytest.fixture
+def empty_b(conn_b):
+    """B, emptied before the test."""
+    orthanc_fn.delete_all_content(conn_b)
+    return conn_b
+
+
+@pytest.fixture(scope="session")
+def server_112():
+    """Orthanc 1.12 (Debian 13's package), alone, with the DICOMweb plugin."""
+    server = orthanc_rig.Server("v112", tier="1.12")
+    _start_all([server])
+    print(f"\n[rig] v112: Orthanc {orthanc_fn.get_system(server.conn)['Version']} at {server.url}")
+    return server
+
+
+@pytest.fixture
+def conn_112(server_112):
+    orthanc_fn.delete_all_content(server_112.conn)
+    return server_112.conn
+
+
+@pytest.fixture(scope="session")
+def make_server():
+    """Start an extra server of the host's Orthanc: ``make_server(name, config=..., ...)``."""
+    def make(name, **options):
+        server = orthanc_rig.Server(name, **options)
+        _start_all([server])
+        return server
+    return make
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _started:
+        server.remove()
+    _started.clear()

@@ -1,0 +1,197 @@
+"""Connection and transport: URLs, credentials, errors, retries, the vendored single file."""
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+import pytest
+import urllib3
+
+import orthanc_fn as o
+import orthanc_rig
+
+
+def test_connection_drops_a_trailing_slash_and_keeps_a_path_prefix():
+    conn = o.Connection("http://host:8042/orthanc/")
+    assert conn.url == "http://host:8042/orthanc"
+
+
+def test_connection_moves_credentials_from_the_url_into_auth():
+    conn = o.Connection("https://alice:s%40cret@host/")
+    assert conn.url == "https://host"
+    assert conn.auth == ("alice", "s@cret")
+
+
+def test_connection_prepends_bearer_to_a_bare_token_only():
+    assert o.Connection("http://h", token="abc").token == "Bearer abc"
+    assert o.Connection("http://h", token="Bearer abc").token == "Bearer abc"
+
+
+def test_connection_repr_and_str_hide_the_password_and_token():
+    conn = o.Connection("http://u:pw-one@h", token="tok-two")
+    for text in (repr(conn), str(conn), repr([conn]), f"{conn}"):
+        assert "pw-one" not in text and "tok-two" not in text
+        assert "***" in text
+
+
+@pytest.mark.parametrize("url", ["localhost:8042", "ftp://host", "//host:8042", "", "http://"])
+def test_connection_refuses_a_url_without_http_scheme_before_any_request(url):
+    with pytest.raises(o.OrthancValueError) as info:
+        o.Connection(url)
+    assert isinstance(info.value, ValueError)
+    assert "http://" in str(info.value)
+
+
+def test_connection_replace_validates_the_new_url_too():
+    conn = o.Connection("http://h")
+    with pytest.raises(o.OrthancValueError):
+        conn._replace(url="h:8042")
+    assert conn._replace(url="http://other/").url == "http://other"
+
+
+def test_connection_pickles_and_compares_equal():
+    conn = o.Connection("http://h", auth=("u", "p"), token="t")
+    assert pickle.loads(pickle.dumps(conn)) == conn
+    assert hash(conn) == hash(o.Connection("http://h", auth=("u", "p"), token="t"))
+
+
+def test_every_exception_pickles_with_its_attributes():
+    for name in o.__all__:
+        cls = getattr(o, name)
+        if isinstance(cls, type) and issubclass(cls, o.OrthancError):
+            error = cls("message", status=404, url="http://h/x", job={"ID": "j"})
+            copy = pickle.loads(pickle.dumps(error))
+            assert type(copy) is cls and str(copy) == "message"
+            assert copy.status == 404 and copy.url == "http://h/x" and copy.job == {"ID": "j"}
+
+
+def test_all_lists_exactly_the_public_names():
+    public = {name for name, value in vars(o).items()
+              if not name.startswith("_") and getattr(value, "__module__", None) == "orthanc_fn"}
+    constants = {"PATIENTS", "STUDIES", "SERIES", "INSTANCES", "LEVELS", "FEATURES"}
+    assert set(o.__all__) == public | constants
+    assert len(o.__all__) == len(set(o.__all__))
+
+
+def test_get_system_answers_with_the_server_version(conn_a):
+    system = o.get_system(conn_a)
+    assert system["DicomAet"] == "A"
+    assert o.get_version(conn_a) == o._parse_version(system["Version"])
+
+
+def test_a_path_prefix_is_kept_in_every_request(conn_a):
+    with pytest.raises(o.NotFound) as info:
+        o.get_system(conn_a._replace(url=conn_a.url + "/prefix/"))
+    assert info.value.url == conn_a.url + "/prefix/system"
+
+
+def test_a_wrong_password_raises_not_authorized_without_the_password(conn_a):
+    bad = conn_a._replace(auth=(conn_a.auth[0], "wrong-secret-xyz"))
+    with pytest.raises(o.NotAuthorized) as info:
+        o.get_system(bad)
+    text = str(info.value) + repr(info.value) + "".join(
+        traceback.format_exception(info.type, info.value, info.tb))
+    assert info.value.status == 401
+    assert "wrong-secret-xyz" not in text and orthanc_rig.PASSWORD not in text
+    assert "/system" in str(info.value)
+
+
+def test_a_rejected_token_raises_not_authorized(conn_a):
+    with pytest.raises(o.NotAuthorized) as info:
+        o.get_system(o.Connection(conn_a.url, token="not-a-valid-token-123"))
+    assert "not-a-valid-token-123" not in str(info.value) + repr(info.value)
+
+
+def test_an_unknown_id_raises_not_found_naming_the_id(conn_a):
+    with pytest.raises(o.NotFound) as info:
+        o._get(conn_a, "/studies/" + o._segment("0" * 8 + "-unknown"))
+    assert "0" * 8 + "-unknown" in str(info.value)
+    assert info.value.status == 404 and info.value.method == "GET"
+
+
+def test_orthancs_json_error_body_reaches_http_error_orthanc(conn_a):
+    with pytest.raises(o.HttpError) as info:
+        o._post(conn_a, "/tools/find", {"Level": "NoSuchLevel", "Query": {}})
+    assert isinstance(info.value.orthanc, dict)
+    assert info.value.orthanc["HttpStatus"] == info.value.status == 400
+    assert info.value.orthanc["Message"] in str(info.value)
+
+
+def test_a_server_that_is_down_raises_connection_error_within_the_connect_timeout():
+    conn = o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}")
+    start = time.monotonic()
+    with pytest.raises(o.OrthancConnectionError) as info:
+        o.get_system(conn)
+    assert time.monotonic() - start < 10
+    assert isinstance(info.value, ConnectionError)
+    assert "GET " + conn.url + "/system" in str(info.value)
+
+
+def test_an_unknown_host_raises_connection_error():
+    with pytest.raises(o.OrthancConnectionError):
+        o.get_system(o.Connection("http://no-such-host.invalid:8042"))
+
+
+def test_is_alive_is_true_for_a_running_server_and_false_otherwise(conn_a):
+    assert o.is_alive(conn_a) is True
+    assert o.is_alive(conn_a._replace(auth=("x", "y"))) is False
+    assert o.is_alive(o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}")) is False
+
+
+def test_wait_started_gives_up_after_its_timeout():
+    start = time.monotonic()
+    assert o.wait_started(o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}"),
+                          timeout=0.5) is False
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("bad", ["a/b", "..", ".", "x?y=1", "", "a#b", "%2e%2e"])
+def test_a_malformed_id_is_refused_before_any_request(bad):
+    with pytest.raises(o.OrthancValueError):
+        o._segment(bad)
+
+
+def test_an_invalid_level_name_raises_a_value_error():
+    with pytest.raises(o.OrthancValueError) as info:
+        o._level("studys")
+    assert "studies" in str(info.value)
+    assert o._level("Study") == o.STUDIES == o._level("studies")
+
+
+def test_the_retry_policy_never_retries_a_post_after_it_was_sent():
+    assert o._RETRY_POST.read == 0
+    assert "POST" not in o._RETRY_IDEMPOTENT.allowed_methods
+    assert set(o._RETRY_IDEMPOTENT.status_forcelist) == {502, 503}
+
+
+def _bare_python(tmp_path, with_urllib3):
+    """A folder holding only a copy of orthanc_fn.py (and urllib3 when asked)."""
+    shutil.copy(o.__file__, tmp_path / "orthanc_fn.py")
+    if with_urllib3:
+        shutil.copytree(os.path.dirname(urllib3.__file__), tmp_path / "urllib3")
+    return [sys.executable, "-S", "-c"]
+
+
+def test_the_file_alone_with_urllib3_imports_and_answers_get_system(tmp_path, conn_a):
+    command = _bare_python(tmp_path, with_urllib3=True)
+    script = ("import sys; sys.path[:0] = [sys.argv[1]]; import orthanc_fn as o; "
+              "assert 'pydicom' not in sys.modules and 'numpy' not in sys.modules; "
+              "c = o.Connection(sys.argv[2], auth=(sys.argv[3], sys.argv[4])); "
+              "print(o.get_system(c)['DicomAet'])")
+    out = subprocess.run(command + [script, str(tmp_path), conn_a.url, *conn_a.auth],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "A"
+
+
+def test_importing_without_urllib3_says_how_to_install_it(tmp_path):
+    command = _bare_python(tmp_path, with_urllib3=False)
+    script = "import sys; sys.path[:0] = [sys.argv[1]]; import orthanc_fn"
+    out = subprocess.run(command + [script, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert "ImportError" in out.stderr and "python3-urllib3" in out.stderr
