@@ -21,15 +21,51 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = [
-    # constants
+    # Constants
     "PATIENTS", "STUDIES", "SERIES", "INSTANCES", "LEVELS", "FEATURES",
-    # errors
+    # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
     "BadFileFormat", "OrthancConnectionError", "OrthancTimeout", "JobFailed",
     "TooManyResourcesFound", "UnsupportedByServer",
-    # connection and system
+    # Connection and transport, System
     "Connection", "Changes", "is_alive", "wait_started", "get_system", "get_version",
     "get_statistics", "get_changes", "iter_changes", "delete_all_content",
+    "get_capabilities", "is_version_at_least", "has_plugin", "get_metrics", "get_log_level",
+    "set_log_level",
+    # Resources
+    "get_all_ids", "get_info", "exists", "get_parent_id", "get_children_ids", "delete",
+    "get_resource_statistics", "get_first_instance_id", "get_modalities_of",
+    "get_ordered_instances_ids", "get_preview", "create_dicom", "attach_pdf",
+    "get_pdf_instances", "download_pdf", "merge_study", "split_study",
+    # Tags, metadata, attachments, labels
+    "get_tags", "get_simplified_tags", "set_string_metadata", "get_string_metadata",
+    "set_binary_metadata", "get_binary_metadata", "has_metadata", "delete_metadata",
+    "get_string_metadata_with_revision", "get_binary_metadata_with_revision",
+    "set_attachment", "get_attachment", "delete_attachment", "get_attachment_with_revision",
+    "get_labels", "add_label", "delete_label", "get_all_labels",
+    # Upload and download
+    "UploadResult", "UploadDetails", "upload", "upload_file", "upload_folder",
+    "upload_folder_details", "upload_files_dicom_web", "get_file", "download_file",
+    "download_archive", "download_instances", "download_media",
+    # Find and statistics
+    "lookup", "find", "iter_find", "get_daily_stats", "print_daily_stats",
+    # Modify and anonymize
+    "anonymize", "anonymize_as_job", "modify", "modify_as_job", "BulkResult", "modify_bulk",
+    "modify_bulk_as_job", "anonymize_bulk", "anonymize_bulk_as_job",
+    # Jobs
+    "get_job", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    # Modalities, peers, transfers
+    "modality_echo", "modality_query", "modality_query_studies", "modality_retrieve",
+    "modality_retrieve_study", "modality_send", "modality_send_as_job", "get_modalities",
+    "configure_modality", "delete_modality", "modality_find_worklist", "peer_send",
+    "peer_send_as_job", "get_peers", "configure_peer", "delete_peer", "transfers_send",
+    "transfers_send_as_job", "dicomweb_send", "dicomweb_retrieve",
+    # InstancesSet
+    "InstancesSet", "instances_set_from_study", "instances_set_from_series",
+    "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
+    "download_instances_set",
+    # Command line
+    "main",
 ]
 
 import json
@@ -490,3 +526,93 @@ def delete_all_content(conn):
     ids = _get(conn, "/patients")
     if ids:
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
+
+
+# ==== Resources ====
+
+def get_all_ids(conn, level):
+    """Return the ids of every resource at ``level``.
+
+    Orthanc: GET /{level}.
+    """
+    return _get(conn, "/" + _level(level))
+
+
+def get_info(conn, level, orthanc_id):
+    """Return Orthanc's dict for one resource (``MainDicomTags``, ``ParentStudy``...).
+
+    Raises ``NotFound`` for an unknown id.
+    """
+    return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}")
+
+
+def exists(conn, level, orthanc_id):
+    """Tell whether the resource exists (False also for an id Orthanc could never have)."""
+    try:
+        get_info(conn, level, orthanc_id)
+        return True
+    except (NotFound, OrthancValueError):
+        return False
+
+
+def get_parent_id(conn, level, orthanc_id, parent_level):
+    """Return the id of the ancestor at ``parent_level`` (e.g. the study of an instance).
+
+    Orthanc: GET /{level}/{id}/{parent} in one request.
+    """
+    parent = _ORTHANC_LEVEL[_level(parent_level)].lower()
+    return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/{parent}")["ID"]
+
+
+def get_children_ids(conn, level, orthanc_id, child_level):
+    """Return the ids of every descendant at ``child_level`` in one request.
+
+    >>> # get_children_ids(conn, PATIENTS, patient_id, INSTANCES)  -> every instance id
+    """
+    answer = _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/{_level(child_level)}")
+    return [item["ID"] for item in answer]
+
+
+def delete(conn, level, orthanc_ids):
+    """Delete one resource (an id) or several (a list of ids)."""
+    ids = [orthanc_ids] if isinstance(orthanc_ids, str) else list(orthanc_ids)
+    for orthanc_id in ids:
+        _delete(conn, f"/{_level(level)}/{_segment(orthanc_id)}")
+
+
+# ==== Tags, metadata, attachments, labels ====
+
+
+# ==== Upload and download ====
+
+def upload(conn, buffer):
+    """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
+
+    An instance the server already has counts as stored. Raises ``BadFileFormat`` when
+    Orthanc does not recognize the content. Orthanc: POST /instances.
+    """
+    answer = _post(conn, "/instances", body=bytes(buffer),
+                   headers={"Content-Type": "application/octet-stream"})
+    answers = answer if isinstance(answer, list) else [answer]
+    return [item["ID"] for item in answers]
+
+
+# ==== Find and statistics ====
+
+
+# ==== Modify and anonymize ====
+
+
+# ==== Jobs ====
+
+
+# ==== Modalities, peers, transfers ====
+
+
+# ==== InstancesSet (pure) ====
+
+
+# ==== InstancesSet (server) ====
+
+
+# ==== Command line ====
