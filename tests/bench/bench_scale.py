@@ -1,0 +1,141 @@
+"""Scale benchmark: a PostgreSQL cluster of two Orthanc nodes, and a 100,000-study listing.
+
+Run by hand (not by pytest):  python tests/bench/bench_scale.py [--studies 100000] [--upload 2000]
+
+1. Upload throughput on a cluster of two Orthanc nodes over one PostgreSQL database:
+   ``upload_folder`` to one node vs spread over both nodes (``nodes=``), same run.
+2. One Orthanc (SQLite) filled with ``--studies`` studies (one tiny instance each, sent in ZIP
+   batches), then in a fresh child process each: ``iter_find`` over every study and
+   ``get_all_ids`` of the studies; prints the peak RSS growth of that process and the time per
+   1,000 results.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "rig")]
+
+import orthanc_fn as o  # noqa: E402
+import orthanc_fn_helpers as h  # noqa: E402
+import orthanc_rig  # noqa: E402
+
+_PLACEHOLDER = "1.2.826.0.1.3680043.8.498.{}.{:012d}"  # fixed length per kind
+
+
+def _template():
+    uids = {k: _PLACEHOLDER.format(n, 0) for n, k in enumerate(("1", "2", "3"))}
+    return h.generate_test_dicom_file(4, 4, {
+        "StudyInstanceUID": uids["1"], "SeriesInstanceUID": uids["2"],
+        "SOPInstanceUID": uids["3"], "PatientID": "P000000000000"}), uids
+
+
+def _study_zips(count, batch=2000):
+    """Yield ZIP buffers holding ``batch`` one-instance studies each (UIDs patched in bytes)."""
+    template, uids = _template()
+    for start in range(0, count, batch):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for i in range(start, min(count, start + batch)):
+                data = template
+                for n, key in enumerate(("1", "2", "3")):
+                    data = data.replace(uids[key].encode(), _PLACEHOLDER.format(n, i + 1).encode())
+                data = data.replace(b"P000000000000", f"P{i:012d}".encode())
+                archive.writestr(f"{i}.dcm", data)
+        yield buffer.getvalue()
+
+
+def _child(kind, url, user, password):
+    """Run one listing in this fresh process and print JSON figures."""
+    import resource
+    conn = o.Connection(url, auth=(user, password))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if kind == "iter_find":
+        count = sum(1 for _ in o.iter_find(conn, o.STUDIES, {}, page_size=1000))
+    else:
+        count = len(o.get_all_ids(conn, o.STUDIES))
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"count": count, "seconds": elapsed, "rss_growth_mb": (peak - before) / 1024}))
+
+
+def _listing(server, kind):
+    out = subprocess.run([sys.executable, __file__, "--child", kind, server.url,
+                          *server.conn.auth], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def bench_cluster(count):
+    import postgres_rig
+    postgres = postgres_rig.Postgres().start()
+    nodes = [postgres_rig.cluster_node(n, postgres) for n in ("n1", "n2")]
+    rows = []
+    try:
+        for node in nodes:
+            node.start()
+        with tempfile.TemporaryDirectory() as folder:
+            for i, data in enumerate(h.generate_test_study(series=count // 50, instances=50,
+                                                           width=64, height=64)):
+                with open(os.path.join(folder, f"{i:06d}.dcm"), "wb") as f:
+                    f.write(data)
+            for label, extra in (("one node", None), ("two nodes", [nodes[1].conn])):
+                o.delete_all_content(nodes[0].conn)
+                start = time.perf_counter()
+                result = o.upload_folder(nodes[0].conn, folder, workers=8, nodes=extra)
+                elapsed = time.perf_counter() - start
+                assert not result.errors and len(set(result.instances_ids)) == count
+                rows.append((label, count / elapsed))
+    finally:
+        for node in nodes:
+            node.remove()
+        postgres.stop()
+    return rows
+
+
+def bench_listing(studies):
+    server = orthanc_rig.Server("scale", config={"StorageCompression": False}).start()
+    try:
+        start = time.perf_counter()
+        for data in _study_zips(studies):
+            o.upload(server.conn, data)
+        fill = time.perf_counter() - start
+        assert o.get_statistics(server.conn)["CountStudies"] == studies
+        return fill, {kind: _listing(server, kind) for kind in ("iter_find", "get_all_ids")}
+    finally:
+        server.remove()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=100_000)
+    parser.add_argument("--upload", type=int, default=2000)
+    args = parser.parse_args(argv)
+    print(f"Orthanc {orthanc_rig.host_version()}, {os.cpu_count()} cores")
+    rows = bench_cluster(args.upload)
+    print(f"\nUpload of {args.upload} instances (64x64, 8 workers), PostgreSQL cluster:")
+    for label, rate in rows:
+        print(f"  {label:10s} {rate:8.0f} instances/s   ratio {rate / rows[0][1]:.2f}")
+    fill, listing = bench_listing(args.studies)
+    print(f"\n{args.studies} studies filled in {fill:.0f} s ({args.studies / fill:.0f} studies/s)")
+    for kind, figures in listing.items():
+        per_thousand = figures["seconds"] / max(1, figures["count"]) * 1000
+        print(f"  {kind:11s} {figures['count']} results, peak RSS growth "
+              f"{figures['rss_growth_mb']:.1f} MB, {per_thousand * 1000:.1f} ms per 1,000 results")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(*sys.argv[2:])
+    else:
+        sys.exit(main())

@@ -1,0 +1,71 @@
+"""A loopback HTTP proxy that forwards every request to one server and counts the answers.
+
+The tests put it in front of a real Orthanc node to see the statuses the client received
+(for example how many 503 answers a cluster gave and the client retried).
+"""
+from __future__ import annotations
+
+import collections
+import http.client
+import http.server
+import threading
+
+
+class CountingProxy:
+    """Forward ``http://127.0.0.1:{port}`` to ``target_port``; ``statuses`` counts answers."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.statuses = collections.Counter()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port,
+                                                      timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("connection", "keep-alive")}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                except OSError:
+                    self.send_error(502)
+                    with proxy.lock:
+                        proxy.statuses[502] += 1
+                    return
+                finally:
+                    upstream.close()
+                with proxy.lock:
+                    proxy.statuses[answer.status] += 1
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                           "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
