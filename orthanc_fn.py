@@ -38,7 +38,7 @@ __all__ = [
     "get_ordered_instances_ids", "get_preview", "create_dicom", "attach_pdf",
     "get_pdf_instances", "download_pdf", "merge_study", "split_study",
     # Tags, metadata, attachments, labels
-    "get_tags", "get_simplified_tags", "set_string_metadata", "get_string_metadata",
+    "Tags", "get_tags", "get_simplified_tags", "set_string_metadata", "get_string_metadata",
     "set_binary_metadata", "get_binary_metadata", "has_metadata", "delete_metadata",
     "get_string_metadata_with_revision", "get_binary_metadata_with_revision",
     "set_attachment", "get_attachment", "delete_attachment", "get_attachment_with_revision",
@@ -48,7 +48,7 @@ __all__ = [
     "upload_folder_details", "upload_files_dicom_web", "get_file", "download_file",
     "download_archive", "download_instances", "download_media",
     # Find and statistics
-    "lookup", "find", "iter_find", "get_daily_stats", "print_daily_stats",
+    "DailyCount", "lookup", "find", "iter_find", "get_daily_stats", "print_daily_stats",
     # Modify and anonymize
     "anonymize", "anonymize_as_job", "modify", "modify_as_job", "BulkResult", "modify_bulk",
     "modify_bulk_as_job", "anonymize_bulk", "anonymize_bulk_as_job",
@@ -59,7 +59,7 @@ __all__ = [
     "modality_retrieve_study", "modality_send", "modality_send_as_job", "get_modalities",
     "configure_modality", "delete_modality", "modality_find_worklist", "peer_send",
     "peer_send_as_job", "get_peers", "configure_peer", "delete_peer", "transfers_send",
-    "transfers_send_as_job", "dicomweb_send", "dicomweb_retrieve",
+    "transfers_send_as_job", "get_transfers_peers", "dicomweb_send", "dicomweb_retrieve",
     # InstancesSet
     "InstancesSet", "instances_set_from_study", "instances_set_from_series",
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
@@ -74,6 +74,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import NamedTuple, Optional, Tuple
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -101,15 +102,22 @@ _LEVEL_NAMES = {
 }
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
-# Which feature needs which Orthanc version: drives UnsupportedByServer.
+# Which feature needs which Orthanc version: drives UnsupportedByServer. Checked against
+# Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
+# /tools/bulk-modify and bulk-anonymize 1.9.4; RequestedTags 1.11.0; labels 1.12.0;
+# /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
+# back-end that has them: the default SQLite one does).
 FEATURES = {
     "labels": (1, 12, 0),
     "requested_tags": (1, 11, 0),
-    "find_since_with_limit": (1, 0, 0),
+    "find_since_with_limit": (1, 3, 0),
     "revisions": (1, 9, 2),
-    "bulk_modify": (1, 9, 0),
+    "bulk_modify": (1, 9, 4),
+    "bulk_delete": (1, 9, 4),
+    "bulk_content": (1, 9, 4),
     "extended_changes": (1, 12, 5),
     "extended_find": (1, 12, 5),
+    "asynchronous_move": (1, 11, 1),
 }
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
@@ -240,11 +248,20 @@ class Connection(_ConnectionFields):
 
 def _normalize_url(url, auth):
     text = str(url).strip()
-    parts = urlsplit(text)
+    shown = _redact_userinfo(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        malformed = "@" in parts.path + parts.query + parts.fragment
+    except ValueError:  # e.g. a password with an unencoded '/' read as the port
+        parts, malformed = urlsplit(text.partition("[")[0]), True
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = _redact_url(text)
         raise OrthancValueError(
             f"Connection URL must start with http:// or https://, got {shown!r}")
+    if malformed:
+        raise OrthancValueError(
+            f"Connection URL {shown!r} is malformed: percent-encode '/', '?', '#' and '@' in "
+            "the user and password, or pass auth=(user, password)")
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, netloc = netloc.rsplit("@", 1)
@@ -257,6 +274,18 @@ def _normalize_url(url, auth):
 
 def _redact_url(text):
     return re.sub(r"//[^/@]*@", "//***@", text)
+
+
+def _redact_userinfo(url):
+    """Hide whatever precedes the last '@' of a URL a user gave (scheme kept), however broken.
+
+    >>> _redact_userinfo("alice:s/cret@host:8042")
+    '***@host:8042'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    return scheme + sep + "***@" + rest.rsplit("@", 1)[1] if "@" in rest else url
 
 
 def _new_pool():
@@ -445,7 +474,14 @@ def _parse_version(text):
 
 
 def _require(conn, feature):
-    """Raise UnsupportedByServer unless the server has ``feature`` (costs one GET /system)."""
+    """Raise UnsupportedByServer unless the server is recent enough for ``feature``.
+
+    Costs one ``GET /system`` each time it is called, with no memo (a server can be upgraded
+    behind the same URL). Call it only in a function that was asked for a version-dependent
+    option (``labels=``, ``requested_tags=``...), before the request that uses it: plain
+    calls never pay for it. The error names the feature, the version it needs (``needed``)
+    and the one the server runs (``actual``).
+    """
     needed = FEATURES[feature]
     actual = get_version(conn)
     if actual < needed:
@@ -528,6 +564,85 @@ def delete_all_content(conn):
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
 
 
+def get_capabilities(conn):
+    """Return what the server can do, as booleans, plus its plugins and their versions.
+
+    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes`` (from Orthanc's own
+    ``Capabilities`` where it reports them, 1.12.5+, as they depend on the database backend),
+    ``has_revisions`` (``CheckRevisions`` is on: writes need ``revision=``), and ``plugins``,
+    a dict plugin id -> version string. Orthanc: GET /system, GET /plugins, /plugins/{id}.
+    """
+    system = get_system(conn)
+    reported = system.get("Capabilities", {})
+    version = _parse_version(system["Version"])
+    return {
+        "has_labels": bool(system.get("HasLabels", version >= FEATURES["labels"])),
+        "has_extended_find": bool(reported.get("HasExtendedFind", False)),
+        "has_extended_changes": bool(reported.get("HasExtendedChanges", False)),
+        "has_revisions": bool(system.get("CheckRevisions", False)),
+        "plugins": {name: _get(conn, f"/plugins/{_segment(name, 'plugin')}").get("Version")
+                    for name in _get(conn, "/plugins") if name != "explorer.js"},
+    }
+
+
+def is_version_at_least(conn, major, minor, patch=0):
+    """Tell whether the server runs Orthanc ``major.minor.patch`` or newer.
+
+    Versions compare as whole tuples (2.0 is newer than 1.5); ``mainline`` is newest.
+    Orthanc: GET /system.
+    """
+    return get_version(conn) >= (int(major), int(minor), int(patch))
+
+
+def has_plugin(conn, name):
+    """Tell whether a plugin with this id (``dicom-web``, ``python``...) is loaded.
+
+    Orthanc: GET /plugins.
+    """
+    return name in _get(conn, "/plugins")
+
+
+def get_metrics(conn):
+    """Return the server's Prometheus metrics as a dict metric -> float.
+
+    Orthanc: GET /tools/metrics-prometheus (needs ``MetricsEnabled``, on by default).
+    See ``_parse_prometheus`` for the keys.
+    """
+    return _parse_prometheus(_get(conn, "/tools/metrics-prometheus", raw=True).decode())
+
+
+def _parse_prometheus(text):
+    """Parse Prometheus text: comments skipped, labels kept in the key, timestamps dropped.
+
+    >>> _parse_prometheus('# HELP x\\northanc_count_studies 3 1700000000\\nm{a="1 2"} 0.5')
+    {'orthanc_count_studies': 3.0, 'm{a="1 2"}': 0.5}
+    """
+    metrics = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*([A-Za-z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)", line)
+        if match and not line.lstrip().startswith("#"):
+            metrics[match.group(1)] = float(match.group(2))
+    return metrics
+
+
+def get_log_level(conn):
+    """Return the server's log level: ``default``, ``verbose`` or ``trace``.
+
+    Orthanc: GET /tools/log-level (1.6.0).
+    """
+    return _get(conn, "/tools/log-level", raw=True).decode().strip()
+
+
+def set_log_level(conn, level):
+    """Set the server's log level (``default``, ``verbose``, ``trace``); return it.
+
+    Orthanc: PUT /tools/log-level (1.6.0); another level raises ``HttpError`` (400).
+    """
+    _put(conn, "/tools/log-level", body=str(level).encode(),
+         headers={"Content-Type": "text/plain"})
+    return get_log_level(conn)
+
+
 # ==== Resources ====
 
 def get_all_ids(conn, level):
@@ -555,32 +670,500 @@ def exists(conn, level, orthanc_id):
         return False
 
 
+def _other_level(level, other, relation):
+    """Return ``other`` normalized, checking it is above (parent) or below (child) ``level``.
+
+    >>> _other_level("Instance", "studies", "parent")
+    'studies'
+    >>> _other_level(STUDIES, PATIENTS, "child")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: patients is not a child level of studies
+    """
+    level, other = _level(level), _level(other)
+    below = LEVELS.index(other) > LEVELS.index(level)
+    if level == other or below != (relation == "child"):
+        raise OrthancValueError(f"{other} is not a {relation} level of {level}")
+    return other
+
+
 def get_parent_id(conn, level, orthanc_id, parent_level):
     """Return the id of the ancestor at ``parent_level`` (e.g. the study of an instance).
 
-    Orthanc: GET /{level}/{id}/{parent} in one request.
+    Orthanc: GET /{level}/{id}/{patient|study|series}, one request.
     """
-    parent = _ORTHANC_LEVEL[_level(parent_level)].lower()
+    parent = _ORTHANC_LEVEL[_other_level(level, parent_level, "parent")].lower()
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/{parent}")["ID"]
 
 
 def get_children_ids(conn, level, orthanc_id, child_level):
-    """Return the ids of every descendant at ``child_level`` in one request.
+    """Return the ids of every descendant at ``child_level``, e.g. all instances of a patient.
 
-    >>> # get_children_ids(conn, PATIENTS, patient_id, INSTANCES)  -> every instance id
+    Orthanc: GET /{level}/{id}/{child_level}, one request (ids only on Orthanc >= 1.12,
+    which honours ``expand=false``; older servers send each child's dict).
     """
-    answer = _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/{_level(child_level)}")
-    return [item["ID"] for item in answer]
+    child = _other_level(level, child_level, "child")
+    answer = _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/{child}", {"expand": "false"})
+    return [item if isinstance(item, str) else item["ID"] for item in answer]
 
 
 def delete(conn, level, orthanc_ids):
-    """Delete one resource (an id) or several (a list of ids)."""
+    """Delete one resource (an id) or several (a list of ids).
+
+    One id: DELETE /{level}/{id}, ``NotFound`` when unknown. Several ids: one
+    POST /tools/bulk-delete (Orthanc >= 1.9.4, else one DELETE each), where Orthanc skips
+    the ids it does not know and does not check their level.
+    """
+    level = _level(level)
     ids = [orthanc_ids] if isinstance(orthanc_ids, str) else list(orthanc_ids)
-    for orthanc_id in ids:
-        _delete(conn, f"/{_level(level)}/{_segment(orthanc_id)}")
+    paths = [f"/{level}/{_segment(orthanc_id)}" for orthanc_id in ids]
+    if len(ids) > 1 and get_version(conn) >= FEATURES["bulk_delete"]:
+        _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
+        return
+    for path in paths:
+        _delete(conn, path)
+
+
+def get_resource_statistics(conn, level, orthanc_id):
+    """Return Orthanc's statistics of one resource (``CountInstances``, ``DiskSizeMB``...).
+
+    Orthanc: GET /{level}/{id}/statistics (patients, studies, series; instances on 1.12).
+    """
+    return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/statistics")
+
+
+def get_first_instance_id(conn, level, orthanc_id):
+    """Return the id of one instance of the resource (the first Orthanc lists).
+
+    An instance id is returned as is. Orthanc: GET /{level}/{id}/instances.
+    """
+    if _level(level) == INSTANCES:
+        return orthanc_id
+    return get_children_ids(conn, level, orthanc_id, INSTANCES)[0]
+
+
+def get_modalities_of(conn, level, orthanc_id):
+    """Return the set of modalities (``{'CT', 'SR'}``) of the series in or above a resource.
+
+    Orthanc: GET /{level}/{id}/series, or /series/{id} (one request).
+    """
+    level = _level(level)
+    path = f"/{level}/{_segment(orthanc_id)}"
+    if level == SERIES:
+        series = [_get(conn, path)]
+    elif level == INSTANCES:
+        series = [_get(conn, path + "/series")]
+    else:
+        series = _get(conn, path + "/series")
+    return {s["MainDicomTags"]["Modality"] for s in series if s["MainDicomTags"].get("Modality")}
+
+
+def get_ordered_instances_ids(conn, series_id):
+    """Return the series' instance ids in Orthanc's slice order (by position, else number).
+
+    A multi-frame instance appears once. Orthanc: GET /series/{id}/ordered-slices.
+    """
+    slices = _get(conn, f"/series/{_segment(series_id)}/ordered-slices")["SlicesShort"]
+    return list(dict.fromkeys(instance_id for instance_id, _first, _count in slices))
+
+
+_PREVIEW_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
+
+
+def get_preview(conn, instance_id, format="png"):
+    """Return the instance's first frame rendered as a PNG or JPEG image (bytes).
+
+    ``format`` is ``'png'`` or ``'jpeg'``. Orthanc: GET /instances/{id}/preview.
+    """
+    try:
+        accept = _PREVIEW_TYPES[str(format).lower()]
+    except KeyError:
+        raise OrthancValueError(f"invalid preview format {format!r}: use png or jpeg") from None
+    return _get(conn, f"/instances/{_segment(instance_id)}/preview", raw=True,
+                headers={"Accept": accept})
+
+
+_CONTENT_SIGNATURES = ((b"%PDF", "application/pdf"), (b"\x89PNG", "image/png"),
+                       (b"\xff\xd8\xff", "image/jpeg"))
+_PDF_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
+
+
+def create_dicom(conn, tags, content=None, content_type=None, parent_id=None):
+    """Create a DICOM instance from ``tags`` (and a PDF, PNG or JPEG); return its id.
+
+    ``tags`` maps DICOM keywords to strings (the dict is not modified). ``content`` is bytes;
+    ``content_type`` (``application/pdf``, ``image/png``, ``image/jpeg``) is guessed from the
+    bytes when omitted. ``parent_id`` (a patient, study or series id) puts the instance
+    there, with the parent's tags. Orthanc: POST /tools/create-dicom.
+    """
+    body = {"Tags": dict(tags)}
+    if content is not None:
+        import base64
+        content = bytes(content)
+        if content_type is None:
+            content_type = next((kind for magic, kind in _CONTENT_SIGNATURES
+                                 if content.startswith(magic)), None)
+            if content_type is None:
+                raise OrthancValueError(
+                    "create_dicom: content is not PDF, PNG or JPEG; pass content_type")
+        body["Content"] = f"data:{content_type};base64,{base64.b64encode(content).decode()}"
+    if parent_id is not None:
+        body["Parent"] = str(parent_id)
+    return _post(conn, "/tools/create-dicom", body)["ID"]
+
+
+def attach_pdf(conn, study_id, pdf_path, series_description, when=None):
+    """Store a PDF file as a new series (modality DOC) of a study; return the instance id.
+
+    ``when`` (a ``datetime``, default now) gives the series date and time.
+    Orthanc: POST /tools/create-dicom with the study as parent.
+    """
+    import datetime
+    when = when or datetime.datetime.now()
+    with open(pdf_path, "rb") as f:
+        content = f.read()
+    tags = {"SeriesDescription": series_description, "Modality": "DOC",
+            "SeriesDate": when.strftime("%Y%m%d"), "SeriesTime": when.strftime("%H%M%S")}
+    return create_dicom(conn, tags, content, "application/pdf", parent_id=study_id)
+
+
+def get_pdf_instances(conn, study_id):
+    """Return the ids of the study's Encapsulated PDF instances.
+
+    Orthanc: GET /studies/{id}, then one POST /tools/find on SOPClassUID.
+    """
+    uid = get_info(conn, STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"]
+    return _post(conn, "/tools/find", {
+        "Level": "Instance", "Expand": False,
+        "Query": {"StudyInstanceUID": uid, "SOPClassUID": _PDF_SOP_CLASS}})
+
+
+def download_pdf(conn, instance_id, path):
+    """Write the PDF an instance encapsulates to ``path``, byte for byte; return ``path``.
+
+    DICOM pads an odd-length document with one NUL byte; it is removed (a PDF never ends
+    with NUL). Orthanc: GET /instances/{id}/content/0042-0011 (``NotFound`` without one).
+    """
+    data = _get(conn, f"/instances/{_segment(instance_id)}/content/0042-0011", raw=True)
+    if data.endswith(b"\x00"):
+        data = data[:-1]
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None):
+    """Move (or copy) series into another study; return the target study id.
+
+    The series get the target's patient and study tags and new UIDs. With
+    ``keep_source=False`` the source series are deleted only once the job has stored every
+    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``).
+    Orthanc: POST /studies/{id}/merge as a job.
+    """
+    ids = _id_list(series_ids)
+    job = _run_job(conn, f"/studies/{_segment(target_study_id)}/merge",
+                   {"Resources": ids, "KeepSource": True}, timeout=timeout)
+    return _move_done(conn, job, ids, keep_source)
+
+
+def split_study(conn, study_id, series_ids, replace_tags=None, keep_source=False, *,
+                timeout=None):
+    """Move (or copy) series of a study into a new study; return the new study id.
+
+    ``replace_tags`` sets study or patient tags of the new study. Sources go as in
+    ``merge_study``. Orthanc: POST /studies/{id}/split as a job.
+    """
+    ids = _id_list(series_ids)
+    job = _run_job(conn, f"/studies/{_segment(study_id)}/split",
+                   {"Series": ids, "Replace": dict(replace_tags or {}), "KeepSource": True},
+                   timeout=timeout)
+    return _move_done(conn, job, ids, keep_source)
+
+
+def _move_done(conn, job, source_series_ids, keep_source):
+    """After a merge or split job: delete the sources once every copy is stored."""
+    content = job["Content"]
+    if content.get("FailedInstancesCount"):
+        raise JobFailed(f"job {job['ID']} ({job['Type']}) on {conn.url}: "
+                        f"{content['FailedInstancesCount']} instances were not copied; "
+                        "the source series are kept", job=job)
+    if not keep_source:
+        delete(conn, SERIES, source_series_ids)
+    return content["TargetStudy"]
 
 
 # ==== Tags, metadata, attachments, labels ====
+
+_TAG = re.compile(r"([0-9A-Fa-f]{4})[,-]?([0-9A-Fa-f]{4})")
+
+
+class Tags(dict):
+    """DICOM tags keyed by keyword; ``'0010,0020'``, ``'0010-0020'`` and ``'00100020'`` work too.
+
+    Values are kept as Orthanc sends them: ``str``, ``None`` (Orthanc's ``Null``, e.g. pixel
+    data or binary values, and ``TooLong``), ``list`` of ``Tags`` for a sequence. ``types``
+    maps each key to Orthanc's type (``String``, ``Null``, ``TooLong``, ``Sequence``...). A tag
+    without a unique keyword (private or unknown tags) is keyed ``'gggg,eeee'``, never dropped.
+
+    >>> tags = Tags._from_orthanc({"0010,0020": {"Name": "PatientID", "Type": "String",
+    ...                                          "Value": "P-1"}})
+    >>> tags["PatientID"], tags["0010,0020"], tags["0010-0020"], tags["00100020"]
+    ('P-1', 'P-1', 'P-1', 'P-1')
+    >>> "0010,0010" in tags, tags.get("PatientName", "-"), tags.types["PatientID"]
+    (False, '-', 'String')
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.types = {}
+        self._keys = {}
+
+    @classmethod
+    def _from_orthanc(cls, answer):
+        tags = cls()
+        for tag, element in answer.items():
+            name, kind = element.get("Name", ""), element.get("Type")
+            key = tag
+            if name.isidentifier() and int(tag[:4], 16) % 2 == 0 and name not in tags:
+                key = name
+            value = element.get("Value")
+            if kind == "Sequence":
+                value = [cls._from_orthanc(item) for item in value or ()]
+            dict.__setitem__(tags, key, value)
+            tags.types[key] = kind
+            tags._keys[tag.lower()] = key
+        return tags
+
+    def _key(self, key):
+        if isinstance(key, str) and not dict.__contains__(self, key):
+            match = _TAG.fullmatch(key)
+            if match:
+                return self._keys.get(f"{match[1]},{match[2]}".lower(), key)
+        return key
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, self._key(key))
+
+    def __contains__(self, key):
+        return dict.__contains__(self, self._key(key))
+
+    def get(self, key, default=None):
+        return dict.get(self, self._key(key), default)
+
+
+def get_tags(conn, instance_id):
+    """Return every tag of an instance as ``Tags`` (keyword keys, tag-number lookups too).
+
+    Orthanc: GET /instances/{id}/tags. Nothing is dropped: see ``Tags``.
+    """
+    return Tags._from_orthanc(_get(conn, f"/instances/{_segment(instance_id)}/tags"))
+
+
+def get_simplified_tags(conn, instance_id):
+    """Return Orthanc's simplified tags of an instance: a plain dict keyword -> value.
+
+    Orthanc: GET /instances/{id}/tags?simplify. Orthanc merges tags it has no keyword for
+    into one ``'Unknown Tag & Data'`` key: use ``get_tags`` to keep private tags apart.
+    """
+    return _get(conn, f"/instances/{_segment(instance_id)}/tags", {"simplify": ""})
+
+
+_USER_CONFIG = {"metadata": "UserMetadata", "attachments": "UserContentType"}
+_MISSING = object()
+
+
+def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **options):
+    """Send one request about a metadata or an attachment (``kind``) of a resource.
+
+    ``name`` is a number 1024-65535 or a name the server declares in its configuration;
+    Orthanc answers 404 for an undeclared name, and the raised ``NotFound`` says so.
+    ``options`` go to ``_request`` (``body``, ``headers`` such as ``If-Match``, ``raw``...).
+    """
+    if isinstance(name, int) and not isinstance(name, bool) and not 1024 <= name <= 65535:
+        raise OrthancValueError(f"user {kind} numbers are 1024-65535, got {name}")
+    path = f"/{_level(level)}/{_segment(orthanc_id)}/{kind}/{_segment(name, kind + ' name')}"
+    try:
+        return _request(conn, method, path + suffix, **options)
+    except NotFound as exc:
+        if not _is_undeclared(exc):
+            raise
+        raise NotFound(f"{exc} ({kind} name {name!r} is not declared in the server's "
+                       f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
+                       "1024-65535)", **vars(exc)) from exc
+
+
+def _is_undeclared(error):
+    return (error.orthanc or {}).get("OrthancStatus") == 7  # Orthanc's InexistentItem
+
+
+def _get_metadata(conn, level, orthanc_id, name):
+    """Return the bytes of a metadata, or ``_MISSING`` when the resource has none.
+
+    Orthanc answers 404 both for a missing metadata and an unknown resource: the resource is
+    checked then, and ``NotFound`` raised when it is the resource that is missing.
+    """
+    try:
+        return _user_content(conn, "GET", level, orthanc_id, "metadata", name, raw=True)
+    except NotFound as exc:
+        if _is_undeclared(exc) or not exists(conn, level, orthanc_id):
+            raise
+        return _MISSING
+
+
+def set_string_metadata(conn, level, orthanc_id, name, content, *, revision=None):
+    """Set a metadata of a resource to a string.
+
+    Orthanc: PUT /{level}/{id}/metadata/{name}. ``name``: a number 1024-65535, or a name
+    declared in the server's ``UserMetadata``. ``revision``: write only if the metadata
+    is still at this revision (see ``get_string_metadata_with_revision``).
+    """
+    set_binary_metadata(conn, level, orthanc_id, name, str(content).encode("utf-8"),
+                        revision=revision)
+
+
+def get_string_metadata(conn, level, orthanc_id, name, default=None):
+    """Return a metadata of a resource as a string, ``default`` when the resource has none.
+
+    Orthanc: GET /{level}/{id}/metadata/{name}. An unknown resource raises ``NotFound``.
+    """
+    data = _get_metadata(conn, level, orthanc_id, name)
+    return default if data is _MISSING else data.decode("utf-8")
+
+
+def set_binary_metadata(conn, level, orthanc_id, name, content, *, revision=None):
+    """Set a metadata of a resource to bytes (see ``set_string_metadata``)."""
+    _user_content(conn, "PUT", level, orthanc_id, "metadata", name, body=bytes(content),
+                  headers={"Content-Type": "application/octet-stream", **_if_match(revision)})
+
+
+def get_binary_metadata(conn, level, orthanc_id, name, default=None):
+    """Return a metadata of a resource as bytes (see ``get_string_metadata``)."""
+    data = _get_metadata(conn, level, orthanc_id, name)
+    return default if data is _MISSING else data
+
+
+def has_metadata(conn, level, orthanc_id, name):
+    """Tell whether a resource has a metadata; an unknown resource raises ``NotFound``."""
+    return _get_metadata(conn, level, orthanc_id, name) is not _MISSING
+
+
+def delete_metadata(conn, level, orthanc_id, name, *, revision=None):
+    """Delete a metadata of a resource; ``NotFound`` when it has none.
+
+    Orthanc: DELETE /{level}/{id}/metadata/{name}. ``revision``: as in
+    ``set_string_metadata``.
+    """
+    _user_content(conn, "DELETE", level, orthanc_id, "metadata", name,
+                  headers=_if_match(revision))
+
+
+def set_attachment(conn, level, orthanc_id, name, content, *, revision=None):
+    """Attach bytes to a resource under ``name``, replacing any previous content.
+
+    Orthanc: PUT /{level}/{id}/attachments/{name}. ``name``: a number 1024-65535, or a name
+    declared in the server's ``UserContentType``. ``revision``: write only if the
+    attachment is still at this revision (see ``get_attachment_with_revision``).
+    """
+    _user_content(conn, "PUT", level, orthanc_id, "attachments", name, body=bytes(content),
+                  headers={"Content-Type": "application/octet-stream", **_if_match(revision)})
+
+
+def get_attachment(conn, level, orthanc_id, name):
+    """Return the bytes of an attachment; ``NotFound`` when missing.
+
+    Orthanc: GET /{level}/{id}/attachments/{name}/data.
+    """
+    return _user_content(conn, "GET", level, orthanc_id, "attachments", name, "/data",
+                         raw=True)
+
+
+def delete_attachment(conn, level, orthanc_id, name, *, revision=None):
+    """Delete an attachment of a resource; ``NotFound`` when missing.
+
+    Orthanc: DELETE /{level}/{id}/attachments/{name}. ``revision``: as in
+    ``set_attachment``.
+    """
+    _user_content(conn, "DELETE", level, orthanc_id, "attachments", name,
+                  headers=_if_match(revision))
+
+
+def _if_match(revision):
+    """The ``If-Match`` header for a revision from a ``get_*_with_revision`` function."""
+    if revision is None:
+        return {}
+    return {"If-Match": '"' + str(revision).strip('"') + '"'}
+
+
+def _get_with_revision(conn, level, orthanc_id, kind, name, suffix=""):
+    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag."""
+    response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix, stream=True)
+    try:
+        data = response.read()
+        etag = response.headers.get("ETag", "")
+    finally:
+        response.release_conn()
+    return data, etag.strip('"')
+
+
+def get_string_metadata_with_revision(conn, level, orthanc_id, name):
+    """Return ``(value, revision)`` of a metadata; ``NotFound`` when missing.
+
+    Pass ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
+    one else changed it meanwhile: a stale revision raises ``Conflict``. With
+    ``CheckRevisions: true`` (Orthanc 1.9.2+, see ``get_capabilities``) replacing or deleting
+    an existing metadata or attachment *needs* its current revision; without it, writes
+    without a revision are accepted. Orthanc: GET /{level}/{id}/metadata/{name} (ETag).
+    """
+    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name)
+    return data.decode("utf-8"), revision
+
+
+def get_binary_metadata_with_revision(conn, level, orthanc_id, name):
+    """Return ``(bytes, revision)`` of a metadata (see ``get_string_metadata_with_revision``)."""
+    return _get_with_revision(conn, level, orthanc_id, "metadata", name)
+
+
+def get_attachment_with_revision(conn, level, orthanc_id, name):
+    """Return ``(bytes, revision)`` of an attachment; ``NotFound`` when missing.
+
+    Orthanc: GET /{level}/{id}/attachments/{name}/data (ETag).
+    """
+    return _get_with_revision(conn, level, orthanc_id, "attachments", name, "/data")
+
+
+def _label_path(level, orthanc_id, label=None):
+    path = f"/{_level(level)}/{_segment(orthanc_id)}/labels"
+    return path if label is None else f"{path}/{_segment(label, 'label')}"
+
+
+def get_labels(conn, level, orthanc_id):
+    """Return the labels of a resource (a list of str).
+
+    Orthanc: GET /{level}/{id}/labels (>= 1.12.0; older servers raise UnsupportedByServer).
+    """
+    _require(conn, "labels")
+    return _get(conn, _label_path(level, orthanc_id))
+
+
+def add_label(conn, level, orthanc_id, label):
+    """Add a label to a resource (Orthanc allows letters, digits, ``_`` and ``-``).
+
+    Orthanc: PUT /{level}/{id}/labels/{label} (>= 1.12.0).
+    """
+    _require(conn, "labels")
+    _put(conn, _label_path(level, orthanc_id, label), body=b"")
+
+
+def delete_label(conn, level, orthanc_id, label):
+    """Remove a label from a resource.  Orthanc: DELETE /{level}/{id}/labels/{label} (>= 1.12.0)."""
+    _require(conn, "labels")
+    _delete(conn, _label_path(level, orthanc_id, label))
+
+
+def get_all_labels(conn):
+    """Return every label used on the server.  Orthanc: GET /tools/labels (>= 1.12.0)."""
+    _require(conn, "labels")
+    return _get(conn, "/tools/labels")
 
 
 # ==== Upload and download ====
@@ -591,28 +1174,1840 @@ def upload(conn, buffer):
     An instance the server already has counts as stored. Raises ``BadFileFormat`` when
     Orthanc does not recognize the content. Orthanc: POST /instances.
     """
+    return [answer["ID"] for answer in _store(conn, buffer)]
+
+
+def _store(conn, buffer):
+    """POST a DICOM or ZIP buffer; return Orthanc's answers, one dict per instance
+    (``ID``, ``ParentStudy``, ``Status``...)."""
     answer = _post(conn, "/instances", body=bytes(buffer),
                    headers={"Content-Type": "application/octet-stream"})
-    answers = answer if isinstance(answer, list) else [answer]
-    return [item["ID"] for item in answers]
+    return answer if isinstance(answer, list) else [answer]
+
+
+class UploadResult(NamedTuple):
+    """What ``upload_folder`` stored: ``instances_ids``, and ``errors`` as ``(path, reason)``."""
+    instances_ids: list
+    errors: list
+
+
+def _with_path(error, path, **context):
+    """Return a copy of a ``BadFileFormat`` that names the file ``path``."""
+    return BadFileFormat(f"{path}: {error}", **dict(vars(error), path=path, **context))
+
+
+def upload_file(conn, path):
+    """Store a DICOM file, or a ZIP of DICOM files, read from ``path``; return the instance ids.
+
+    Orthanc: POST /instances. ``BadFileFormat`` (with ``.path``) when Orthanc refuses the
+    content; ``FileNotFoundError`` for a missing path.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return upload(conn, data)
+    except BadFileFormat as exc:
+        raise _with_path(exc, os.fspath(path)) from exc
+
+
+def _folder_files(path):
+    """Return the files under ``path`` (sorted, recursive, no dot-files or dot-folders) and
+    the ``OSError`` of each folder that could not be listed."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        os.listdir(path)  # raises FileNotFoundError, NotADirectoryError... naming path
+    files, unreadable = [], []
+    for folder, subfolders, names in os.walk(path, onerror=unreadable.append):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        files.extend(os.path.join(folder, name) for name in sorted(names)
+                     if not name.startswith("."))
+    return files, unreadable
+
+
+def _is_file_error(error):
+    """Tell whether ``error`` is about one file (refused by Orthanc, or unreadable here)."""
+    if isinstance(error, OrthancError):
+        return isinstance(error, BadFileFormat) or getattr(error, "status", None) == 400
+    return isinstance(error, OSError)
+
+
+def _reason(error):
+    """Orthanc's reason for refusing a file (its Message and Details), or the local error."""
+    said = error.orthanc if isinstance(error, HttpError) else None
+    if isinstance(said, dict) and said.get("Message"):
+        return ": ".join(str(said[k]) for k in ("Message", "Details") if said.get(k))
+    return str(error)
+
+
+class _Nodes:
+    """The servers an upload is spread over, in turn; one that cannot be reached is dropped."""
+
+    def __init__(self, conns):
+        self.alive = list(conns)
+        self.turn = 0
+        self.lock = threading.Lock()
+        self.last_error = None
+
+    def upload(self, data):
+        while True:
+            with self.lock:
+                if not self.alive:
+                    raise self.last_error
+                conn = self.alive[self.turn % len(self.alive)]
+                self.turn += 1
+            try:
+                return _store(conn, data)  # Orthanc's answers, one per instance
+            except OrthancConnectionError as exc:
+                with self.lock:
+                    if conn in self.alive:
+                        _log.warning("upload: dropping node %s (%s)", conn.url, exc)
+                        self.alive.remove(conn)
+                    self.last_error = exc
+
+
+def _upload_one(nodes, path):
+    with open(path, "rb") as f:
+        data = f.read()
+    return nodes.upload(data)
+
+
+_UPLOAD_WORKERS = 8  # parallel uploads: Orthanc stores in parallel, the pool holds 32 sockets
+
+
+def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None):
+    """Store every file under ``path`` (recursively, dot-files skipped) in parallel.
+
+    Each file is read only when a worker sends it, so memory follows ``workers`` (default
+    ``_UPLOAD_WORKERS``), not the folder size. ``progress(done, total)`` is called after each
+    file, from the calling thread. ``nodes``: more ``Connection`` s of the same cluster; files
+    go to ``conn`` and the nodes in turn, and a node that cannot be reached is dropped for the
+    rest of the call, its file sent to another one.
+
+    With ``ignore_errors``, every refused or unreadable file is listed in ``errors`` with
+    Orthanc's reason. Without it, the first one raises ``BadFileFormat`` (or the ``OSError``)
+    once the uploads in flight have finished; the error carries ``.path`` and
+    ``.instances_ids``, the ids stored so far. Errors that are not about a file (server down,
+    wrong credentials) are always raised. Orthanc: POST /instances, one per file.
+    """
+    files, unreadable = _folder_files(path)
+    answers, errors = _upload_files(conn, files, unreadable, ignore_errors, workers, progress,
+                                    nodes)
+    return UploadResult([answer["ID"] for answer in answers], errors)
+
+
+def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nodes):
+    """Do ``upload_folder``'s work on a list of files; return Orthanc's answers (one dict per
+    stored instance) and the errors, or raise as ``upload_folder`` says."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    answers, errors, failure, done = [], [], None, 0
+    for error in unreadable:
+        if not ignore_errors:
+            raise error
+        errors.append((error.filename, str(error)))
+    targets = _Nodes([conn, *(nodes or ())])
+    workers = max(1, int(workers or _UPLOAD_WORKERS))
+    waiting, running = iter(files), {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="orthanc_fn-upload") as pool:
+        while True:
+            while failure is None and len(running) < 2 * workers:
+                file = next(waiting, None)
+                if file is None:
+                    break
+                running[pool.submit(_upload_one, targets, file)] = file
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                file = running.pop(future)
+                try:
+                    answers.extend(future.result())
+                except Exception as exc:  # kept, raised once the uploads in flight end
+                    if ignore_errors and _is_file_error(exc):
+                        errors.append((file, _reason(exc)))
+                    elif failure is None:
+                        failure = (exc, file)
+                done += 1
+                if progress is not None:
+                    progress(done, len(files))
+    if failure is not None:
+        error, file = failure
+        ids = [answer["ID"] for answer in answers]
+        if isinstance(error, BadFileFormat):
+            raise _with_path(error, file, instances_ids=ids) from error
+        if _is_file_error(error):
+            error.path = file
+        error.instances_ids = ids
+        raise error
+    return answers, errors
+
+
+_STOW_BATCH_FILES = 100
+_STOW_BATCH_BYTES = 32 << 20
+
+
+def upload_files_dicom_web(conn, paths, *, root="/dicom-web"):
+    """Store DICOM files through the DICOMweb plugin (STOW-RS); return its answer.
+
+    Orthanc: POST {root}/studies with ``multipart/related; type="application/dicom"``, one
+    request per batch of at most 100 files or 32 MB, so memory stays flat however many
+    ``paths`` there are (any iterable; one ``str`` is one file). The answer is the DICOM JSON
+    of STOW-RS; with several batches, their sequences (``00081199`` stored instances,
+    ``00081198`` failures) are concatenated.
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    answers, batch, size = [], [], 0
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        if batch and (len(batch) >= _STOW_BATCH_FILES or size + len(data) > _STOW_BATCH_BYTES):
+            answers.append(_stow(conn, root, batch))
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data)
+    if batch:
+        answers.append(_stow(conn, root, batch))
+    return _merge_stow_answers(answers)
+
+
+def _stow(conn, root, files):
+    boundary = os.urandom(16).hex()
+    part = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    body = b"".join(part + data + b"\r\n" for data in files) + f"--{boundary}--\r\n".encode()
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return _post(conn, root.rstrip("/") + "/studies", body=body, timeout=300,
+                 headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+
+
+def _merge_stow_answers(answers):
+    """Merge STOW-RS answers: sequences concatenated, other attributes from the first.
+
+    >>> _merge_stow_answers([{"00081199": {"vr": "SQ", "Value": [1]}},
+    ...                      {"00081199": {"vr": "SQ", "Value": [2]}}])
+    {'00081199': {'vr': 'SQ', 'Value': [1, 2]}}
+    """
+    merged = {}
+    for answer in answers:
+        for tag, element in (answer or {}).items():
+            if tag not in merged:
+                merged[tag] = dict(element)
+            elif element.get("vr") == "SQ":
+                merged[tag]["Value"] = merged[tag].get("Value", []) + element.get("Value", [])
+    return merged
+
+
+def get_file(conn, instance_id):
+    """Return the DICOM file of an instance as bytes.
+
+    Orthanc: GET /instances/{id}/file.
+    """
+    return _get(conn, f"/instances/{_segment(instance_id)}/file", raw=True)
+
+
+def _body_chunks(response, method, url, size=1 << 20):
+    """Yield a streamed answer's body; transport errors are translated as in ``_request``."""
+    try:
+        yield from response.stream(size)
+    except urllib3.exceptions.HTTPError as exc:
+        raise _translate(exc, method, url) from exc
+
+
+def _save(conn, method, path, dest, progress=None, *, zip_file=False, **options):
+    """Stream the answer of one request into the file ``dest`` and return ``dest``.
+
+    The body goes to ``dest + '.part'``, renamed when complete and removed on any failure,
+    so ``dest`` is never left half-written. ``progress(done, total)`` counts bytes; ``total``
+    is None when Orthanc does not announce a length. Orthanc sends archives with neither a
+    length nor chunks, until it closes the connection: with ``zip_file``, a ZIP without its
+    final directory means the server stopped early, and raises ``OrthancConnectionError``.
+    """
+    dest = os.fspath(dest)
+    partial = dest + ".part"
+    url = conn.url + path
+    response = _request(conn, method, path, stream=True, **options)
+    try:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length else None
+        done = 0
+        with open(partial, "wb") as f:
+            for chunk in _body_chunks(response, method, url):
+                f.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        if (total is not None and done != total) or (zip_file and not _is_whole_zip(partial)):
+            raise OrthancConnectionError(
+                f"{method} {url}: the answer stopped after {done} bytes"
+                + (f" of {total}" if total is not None else ", before the end of the ZIP"),
+                method=method, url=url)
+        os.replace(partial, dest)
+    except BaseException:
+        response.close()  # never hand a half-read connection back to the pool
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    finally:
+        response.release_conn()
+    return dest
+
+
+def _is_whole_zip(path):
+    """Tell whether the file is a ZIP with its central directory (written last)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except zipfile.BadZipFile:
+        return False
+
+
+def download_file(conn, instance_id, path, *, progress=None):
+    """Save the DICOM file of an instance to ``path``, streamed; return ``path``.
+
+    Orthanc: GET /instances/{id}/file. A failed download leaves no partial file.
+    """
+    return _save(conn, "GET", f"/instances/{_segment(instance_id)}/file", path, progress)
+
+
+def download_archive(conn, level, orthanc_id, path, progress=None):
+    """Save the ZIP of a resource to ``path``, streamed in constant memory; return ``path``.
+
+    Orthanc: GET /{level}/{id}/archive (an instance: POST /tools/create-archive).
+    ``progress(done_bytes, total_bytes_or_None)``. A failed download leaves no partial file.
+    """
+    return _save_zip(conn, "archive", level, orthanc_id, path, progress)
+
+
+def _save_zip(conn, kind, level, orthanc_id, path, progress):
+    """Stream a resource's ``archive`` or ``media`` ZIP to ``path`` (see ``_save``)."""
+    level = _level(level)
+    if level == INSTANCES:
+        return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=300,
+                     zip_file=True,
+                     json_body={"Resources": [_segment(orthanc_id)], "Synchronous": True})
+    return _save(conn, "GET", f"/{level}/{_segment(orthanc_id)}/{kind}", path, progress,
+                 timeout=300, zip_file=True)
+
+
+_DOWNLOAD_WORKERS = 8  # parallel downloads over the shared pool (32 sockets)
+
+
+def download_instances(conn, orthanc_ids, folder, *, workers=None):
+    """Save each instance as ``folder/{id}.dcm``, in parallel; return ``[(id, path)]``.
+
+    ``folder`` is created if needed. ``workers`` parallel downloads (default 8), each
+    streamed like ``download_file``; the first error is raised once the downloads in flight
+    end, and no partial file is left. Orthanc: GET /instances/{id}/file, one per instance.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    ids = _id_list(orthanc_ids)
+    paths = [os.path.join(folder, _segment(orthanc_id) + ".dcm") for orthanc_id in ids]
+    with ThreadPoolExecutor(max(1, int(workers or _DOWNLOAD_WORKERS)),
+                            thread_name_prefix="orthanc_fn-download") as pool:
+        saved = list(pool.map(lambda pair: download_file(conn, *pair), zip(ids, paths)))
+    return list(zip(ids, saved))
+
+
+def download_media(conn, level, orthanc_id, path, progress=None):
+    """Save a resource as a ZIP with a DICOMDIR (DICOM media), streamed; return ``path``.
+
+    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress and
+    partial files as in ``download_archive``.
+    """
+    return _save_zip(conn, "media", level, orthanc_id, path, progress)
+
+
+class UploadDetails(NamedTuple):
+    """What ``upload_folder_details`` stored: ``study_uids`` and ``studies_ids`` (the same
+    studies, in the same order) and ``errors`` as ``(path, reason)``."""
+    study_uids: list
+    studies_ids: list
+    errors: list
+
+
+def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None):
+    """Store every file under ``path`` and return the studies they belong to.
+
+    Files are sent as by ``upload_folder(..., ignore_errors=True)``: refused or unreadable
+    files are listed in ``errors``. With ``unzip``, each ``.zip`` file is extracted here and
+    its members sent one by one (an error names ``archive.zip/member``); without it a ZIP is
+    sent whole and Orthanc stores the DICOM files inside. The studies come from Orthanc's
+    answers (``ParentStudy``): one more request per study for its StudyInstanceUID, none per
+    instance. Orthanc: POST /instances per file, GET /studies/{id} per study.
+    """
+    import tempfile
+
+    files, unreadable = _folder_files(path)
+    with tempfile.TemporaryDirectory(prefix="orthanc_fn-unzip-") as scratch:
+        names, unzip_errors = {}, []
+        if unzip:
+            files, names, unzip_errors = _unzip_files(files, scratch)
+        answers, errors = _upload_files(conn, files, unreadable, True, workers, progress, None)
+    errors = unzip_errors + [(names.get(file, file), reason) for file, reason in errors]
+    studies = list(dict.fromkeys(answer["ParentStudy"] for answer in answers))
+    uids = [get_info(conn, STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"]
+            for study_id in studies]
+    return UploadDetails(uids, studies, errors)
+
+
+def _unzip_files(files, folder):
+    """Extract every ``.zip`` of ``files`` under ``folder``; return the new file list, the
+    extracted path -> ``zip/member`` names, and ``(path, reason)`` for unreadable ZIPs."""
+    import zipfile
+
+    kept, names, errors = [], {}, []
+    for number, file in enumerate(files):
+        if not file.lower().endswith(".zip"):
+            kept.append(file)
+            continue
+        try:
+            with zipfile.ZipFile(file) as archive:
+                for member in archive.infolist():
+                    if not member.is_dir():  # extract() keeps members inside the folder
+                        extracted = archive.extract(member, os.path.join(folder, str(number)))
+                        kept.append(extracted)
+                        names[extracted] = f"{file}/{member.filename}"
+        except (zipfile.BadZipFile, OSError) as exc:
+            errors.append((file, f"not a readable ZIP file: {exc}"))
+    return kept, names, errors
 
 
 # ==== Find and statistics ====
 
+class DailyCount(NamedTuple):
+    """One day of ``get_daily_stats``: ``date`` (a ``datetime.date``) and ``count``."""
+    date: datetime.date
+    count: int
+
+
+_LABELS_CONSTRAINTS = ("All", "Any", "None")
+
+
+def lookup(conn, level, dicom_id):
+    """Return the Orthanc id of the resource at ``level`` with this DICOM id, or None.
+
+    ``dicom_id`` is a PatientID, StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID.
+    Raises ``TooManyResourcesFound`` when several resources of ``level`` match (e.g. one
+    PatientID shared by two patients whose other tags differ). Orthanc: POST /tools/lookup.
+    """
+    wanted = _ORTHANC_LEVEL[_level(level)]
+    answer = _post(conn, "/tools/lookup", body=str(dicom_id).encode(),
+                   headers={"Content-Type": "text/plain"})
+    ids = [item["ID"] for item in answer if item.get("Type") == wanted]
+    if len(ids) > 1:
+        raise TooManyResourcesFound(
+            f"{len(ids)} {_level(level)} of {conn.url} have the DICOM id {dicom_id!r}: {ids}",
+            ids=ids)
+    return ids[0] if ids else None
+
+
+def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_constraint,
+               requested_tags):
+    """Build a /tools/find body; refuse options this server would silently ignore."""
+    if labels_constraint not in _LABELS_CONSTRAINTS:
+        raise OrthancValueError(f"labels_constraint must be one of {_LABELS_CONSTRAINTS}, "
+                                f"got {labels_constraint!r}")
+    body = {"Level": _ORTHANC_LEVEL[_level(level)], "Query": dict(query or {}),
+            "Expand": bool(expand), "CaseSensitive": bool(case_sensitive)}
+    if labels is not None:
+        _require(conn, "labels")
+        body["Labels"] = [labels] if isinstance(labels, str) else list(labels)
+        body["LabelsConstraint"] = labels_constraint
+    if requested_tags is not None:
+        _require(conn, "requested_tags")
+        body["RequestedTags"] = [requested_tags] if isinstance(requested_tags, str) \
+            else list(requested_tags)
+    return body
+
+
+def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensitive=True,
+         labels=None, labels_constraint="All", requested_tags=None):
+    """Find the resources of ``level`` whose tags match ``query`` (Orthanc's /tools/find).
+
+    ``query`` maps DICOM keywords to Orthanc's patterns (``"DOE*"``, ``"20260101-20261231"``,
+    ``"CT\\\\MR"``); lower levels accept the tags of their parents (``StudyDate`` for series).
+    Returns Orthanc's expanded dicts, or ids with ``expand=False``. ``limit`` and ``since``
+    page the answer (see ``iter_find``); ``case_sensitive`` applies to PatientName-like tags.
+    ``labels`` (a label or a list) with ``labels_constraint`` ``'All'``, ``'Any'`` or
+    ``'None'`` filters by label (Orthanc >= 1.12.0); ``requested_tags`` adds tags to each
+    expanded answer in ``RequestedTags`` (Orthanc >= 1.11.0). On an older server either option
+    raises ``UnsupportedByServer`` rather than being ignored (which would match everything).
+    Orthanc: POST /tools/find.
+    """
+    body = _find_body(conn, level, query, expand=expand, case_sensitive=case_sensitive,
+                      labels=labels, labels_constraint=labels_constraint,
+                      requested_tags=requested_tags)
+    if limit is not None:
+        body["Limit"] = int(limit)
+    if since is not None:
+        body["Since"] = int(since)
+    return _post(conn, "/tools/find", body)
+
+
+def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive=True,
+              labels=None, labels_constraint="All", requested_tags=None):
+    """Yield every match of ``find`` (same options), fetching ``page_size`` at a time.
+
+    Pages with ``Limit``/``Since``: each page is a request, so a very large answer never sits
+    whole in the server's or the client's memory. Resources added or deleted while iterating
+    may shift the pages. Orthanc >= 1.12.5 refuses ``Since`` for a case-sensitive query on
+    tags (checked on 1.12.7): there, such a query is fetched in one request (pass
+    ``case_sensitive=False`` to page it). Orthanc: POST /tools/find.
+    """
+    page_size = int(page_size)
+    if page_size < 1:
+        raise OrthancValueError(f"page_size must be at least 1, got {page_size}")
+    body = _find_body(conn, level, query, expand=expand, case_sensitive=case_sensitive,
+                      labels=labels, labels_constraint=labels_constraint,
+                      requested_tags=requested_tags)
+    if body["Query"] and case_sensitive and get_version(conn) >= FEATURES["extended_find"]:
+        yield from _post(conn, "/tools/find", body)
+        return
+    since = 0
+    while True:
+        page = _post(conn, "/tools/find", dict(body, Limit=page_size, Since=since))
+        yield from page
+        if len(page) < page_size:
+            return
+        since += len(page)
+
+
+def _as_date(value):
+    import datetime
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) == 8 and text.isdigit():
+            return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise OrthancValueError(f"invalid date {value!r}: use a datetime.date, "
+                                "'YYYY-MM-DD' or 'YYYYMMDD'") from None
+
+
+def get_daily_stats(conn, level, from_date=None, to_date=None):
+    """Count the studies, series or instances of each day by StudyDate, zeros included.
+
+    Days run from ``from_date`` to ``to_date`` inclusive (dates, ``'YYYY-MM-DD'`` or
+    ``'YYYYMMDD'``); the default is the last 8 days ending today. Returns a list of
+    ``DailyCount(date, count)``. Whatever the number of days: one request for studies and
+    series (an expanded study lists its series), two for instances (an expanded series lists
+    its instances). A server with ``LimitFindResults`` set truncates the answers.
+    Orthanc: POST /tools/find with a ``StudyDate`` range.
+    """
+    import datetime
+    level = _level(level)
+    if level == PATIENTS:
+        raise OrthancValueError("daily stats count studies, series or instances, not patients")
+    to_date = _as_date(to_date) if to_date is not None else datetime.date.today()
+    from_date = _as_date(from_date) if from_date is not None \
+        else to_date - datetime.timedelta(days=7)
+    if from_date > to_date:
+        raise OrthancValueError(f"from_date {from_date} is after to_date {to_date}")
+    days = [from_date + datetime.timedelta(days=n) for n in range((to_date - from_date).days + 1)]
+    counts = dict.fromkeys((day.strftime("%Y%m%d") for day in days), 0)
+    query = {"StudyDate": f"{from_date:%Y%m%d}-{to_date:%Y%m%d}"}
+    studies = _post(conn, "/tools/find", {"Level": "Study", "Query": query, "Expand": True})
+    if level == INSTANCES:
+        date_of_study = {s["ID"]: s["MainDicomTags"].get("StudyDate") for s in studies}
+        series = _post(conn, "/tools/find", {"Level": "Series", "Query": query, "Expand": True})
+        items = [(date_of_study.get(s["ParentStudy"]), len(s["Instances"])) for s in series]
+    else:
+        items = [(s["MainDicomTags"].get("StudyDate"),
+                  1 if level == STUDIES else len(s["Series"])) for s in studies]
+    for study_date, count in items:
+        if study_date in counts:
+            counts[study_date] += count
+    return [DailyCount(day, counts[day.strftime("%Y%m%d")]) for day in days]
+
+
+def print_daily_stats(conn, level, from_date=None, to_date=None):
+    """Print ``get_daily_stats`` as a table: one line per day, ``2026-11-26  12``."""
+    stats = get_daily_stats(conn, level, from_date, to_date)
+    width = max(len(str(count)) for _, count in stats)
+    for day, count in stats:
+        print(f"{day.isoformat()}  {count:>{width}}")
+
 
 # ==== Modify and anonymize ====
+
+# Keeping or setting one of these may give the new resource the original's ids: then Orthanc's
+# KeepSource=false would delete the result too (checked on 1.10.1), so we delete ourselves.
+_UID_TAGS = {"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
+             "0020,000D", "0020,000E", "0008,0018"}
+
+
+def _tag_list(tags):
+    return [tags] if isinstance(tags, str) else list(tags)
+
+
+def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
+    body = {"Replace": dict(replace_tags or {}), "Remove": _tag_list(remove_tags),
+            "Keep": _tag_list(keep_tags), "Force": bool(force)}
+    if keep_private_tags is not None:
+        body["KeepPrivateTags"] = bool(keep_private_tags)
+    return body
+
+
+def _touches_uids(body):
+    names = list(body["Keep"]) + list(body["Replace"])
+    return any(str(name).upper().replace("-", ",") in _UID_TAGS for name in names)
+
+
+def _start_modification(conn, action, level, orthanc_id, body, delete_original):
+    """Start the /modify or /anonymize job; instances go through /tools/bulk-{action}."""
+    level = _level(level)
+    body = dict(body, KeepSource=not delete_original or _touches_uids(body))
+    if level == INSTANCES:
+        _require(conn, "bulk_modify")
+        return _start_job(conn, f"/tools/bulk-{action}",
+                          dict(body, Resources=[orthanc_id], Level="Instance"))
+    return _start_job(conn, f"/{level}/{_segment(orthanc_id)}/{action}", body)
+
+
+def _modification(conn, action, level, orthanc_id, body, delete_original, timeout):
+    """Run /modify or /anonymize, wait, delete the original once the new one is stored."""
+    level = _level(level)
+    if level == INSTANCES:
+        return _modify_instance(conn, action, orthanc_id, body, delete_original, timeout)
+    job = wait_job(conn, _start_modification(conn, action, level, orthanc_id, body,
+                                             delete_original), timeout=timeout)
+    new_id = job["Content"]["ID"]
+    if delete_original and _touches_uids(body) and new_id != orthanc_id:
+        get_info(conn, level, new_id)  # raises NotFound, and nothing is deleted, if missing
+        delete(conn, level, orthanc_id)
+    return new_id
+
+
+def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
+    """Instances: Orthanc answers the modified file; store it, then delete the original."""
+    path = f"/instances/{_segment(orthanc_id)}/{action}"
+    data = _post(conn, path, body, raw=True, timeout=timeout)
+    answer = _post(conn, "/instances", body=data, timeout=timeout,
+                   headers={"Content-Type": "application/octet-stream"})
+    new_id = answer["ID"]
+    if answer.get("Status") == "AlreadyStored":
+        raise Conflict(f"POST {conn.url}{path}: the {action} result has the UIDs of instance "
+                       f"{new_id}, which {conn.url} already stores and does not overwrite "
+                       "(OverwriteInstances is false); nothing was changed",
+                       status=409, method="POST", url=conn.url + path)
+    if delete_original and new_id != orthanc_id:
+        delete(conn, INSTANCES, orthanc_id)
+    return new_id
+
+
+def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remove_tags=(),
+              force=False, keep_private_tags=False, delete_original=False, timeout=None):
+    """Anonymize a patient, study, series or instance and return the new resource's id.
+
+    ``keep_tags`` keeps these tags' values, ``replace_tags`` maps keywords to new values,
+    ``remove_tags`` removes more tags; ``force`` lets UIDs and PatientID be replaced or kept;
+    ``keep_private_tags`` keeps private tags. ``delete_original`` deletes the original only
+    once the anonymized copy is stored (Orthanc's ``KeepSource``). Runs as a job waited for
+    ``timeout`` s (None: no limit); an instance is anonymized in one request and the answer
+    stored. Orthanc: POST /{level}/{id}/anonymize.
+
+    Raises:
+        HttpError: Orthanc refused the request (its message says why); nothing changed.
+        JobFailed, OrthancTimeout: see ``wait_job``; the original is kept.
+    """
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    return _modification(conn, "anonymize", level, orthanc_id, body, delete_original, timeout)
+
+
+def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None,
+                     remove_tags=(), force=False, keep_private_tags=False,
+                     delete_original=False):
+    """Start ``anonymize`` as an Orthanc job and return the job id at once.
+
+    The finished job's ``Content['ID']`` is the new resource (for an instance, which runs
+    through /tools/bulk-anonymize, ``Content['Resources']`` lists the new instance and its
+    parents). With ``delete_original`` and a kept or replaced UID, the original is kept (only
+    ``anonymize`` can check the result first).
+    """
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    return _start_modification(conn, "anonymize", level, orthanc_id, body, delete_original)
+
+
+def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
+           force=False, delete_original=True, timeout=None):
+    """Modify a patient, study, series or instance and return the modified resource's id.
+
+    Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
+    gives the result new UIDs unless they are kept; keeping them all rewrites the resource in
+    place (the same id comes back; instances need ``OverwriteInstances`` on the server, else
+    ``Conflict``). The original is deleted by default, only once the result is stored.
+    Orthanc: POST /{level}/{id}/modify.
+    """
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    return _modification(conn, "modify", level, orthanc_id, body, delete_original, timeout)
+
+
+def modify_as_job(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
+                  force=False, delete_original=True):
+    """Start ``modify`` as an Orthanc job and return the job id (see ``anonymize_as_job``)."""
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    return _start_modification(conn, "modify", level, orthanc_id, body, delete_original)
+
+
+class BulkResult(NamedTuple):
+    """The resources a bulk modification created, as lists of ids per level."""
+    patients: list
+    studies: list
+    series: list
+    instances: list
+
+
+def _start_bulk(conn, action, level, orthanc_ids, body, delete_original):
+    """Start /tools/bulk-{action} on resources of one level; return the job id."""
+    _require(conn, "bulk_modify")
+    body = dict(body, Resources=_id_list(orthanc_ids), Level=_ORTHANC_LEVEL[_level(level)],
+                KeepSource=not delete_original or _touches_uids(body))
+    return _start_job(conn, f"/tools/bulk-{action}", body)
+
+
+def _run_bulk(conn, action, level, orthanc_ids, body, delete_original, timeout):
+    """Run a bulk job, wait, and return its ``BulkResult``; originals go as in ``modify``."""
+    job = wait_job(conn, _start_bulk(conn, action, level, orthanc_ids, body, delete_original),
+                   timeout=timeout)
+    found = {name: [] for name in BulkResult._fields}
+    for resource in job["Content"]["Resources"]:
+        found[_level(resource["Type"])].append(resource["ID"])
+    result = BulkResult(**found)
+    if delete_original and _touches_uids(body):
+        kept = set(getattr(result, _level(level)))
+        gone = [orthanc_id for orthanc_id in _id_list(orthanc_ids) if orthanc_id not in kept]
+        if gone:
+            delete(conn, level, gone)
+    return result
+
+
+def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), keep_tags=(),
+                force=False, delete_original=True, timeout=None):
+    """Modify several resources of one level in one job; return the new ids per level.
+
+    Options as in ``modify`` (originals deleted by default, once the results are stored).
+    ``timeout`` bounds the wait; a failed job raises ``JobFailed``.
+    Orthanc: POST /tools/bulk-modify (1.9.0) as a job.
+    """
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    return _run_bulk(conn, "modify", level, orthanc_ids, body, delete_original, timeout)
+
+
+def modify_bulk_as_job(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(),
+                       keep_tags=(), force=False, delete_original=True):
+    """Start ``modify_bulk`` and return the job id; its ``Content['Resources']`` lists the
+    new resources (``{'Type', 'ID', 'Path'}``)."""
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    return _start_bulk(conn, "modify", level, orthanc_ids, body, delete_original)
+
+
+def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
+                   remove_tags=(), force=False, keep_private_tags=False, delete_original=False,
+                   timeout=None):
+    """Anonymize several resources of one level in one job; return the new ids per level.
+
+    Options as in ``anonymize`` (originals kept by default). A failed job raises
+    ``JobFailed``. Orthanc: POST /tools/bulk-anonymize (1.9.0) as a job.
+    """
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    return _run_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original, timeout)
+
+
+def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
+                          remove_tags=(), force=False, keep_private_tags=False,
+                          delete_original=False):
+    """Start ``anonymize_bulk`` and return the job id (see ``modify_bulk_as_job``)."""
+    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    return _start_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original)
 
 
 # ==== Jobs ====
 
+_JOB_FINAL_STATES = ("Success", "Failure")
+
+
+def _start_job(conn, path, body=None, *, priority=None, timeout=None):
+    """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
+
+    ``body`` is copied (never mutated) and gets ``"Asynchronous": true`` (and ``Priority``).
+    Used by every ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
+    """
+    request = dict(body or {})
+    request["Asynchronous"] = True
+    if priority is not None:
+        request["Priority"] = int(priority)
+    return _post(conn, path, request, timeout=timeout)["ID"]
+
+
+def _run_job(conn, path, body=None, *, timeout=None, priority=None):
+    """Start a job like ``_start_job``, wait for it with ``timeout`` and return its final dict."""
+    return wait_job(conn, _start_job(conn, path, body, priority=priority), timeout=timeout)
+
+
+def get_job(conn, job_id):
+    """Return Orthanc's dict for a job (``State``, ``Progress``, ``Content``, ``ErrorCode``...).
+
+    Orthanc: GET /jobs/{id}.
+    """
+    return _get(conn, f"/jobs/{_segment(job_id, 'job id')}")
+
+
+def wait_job(conn, job_id, timeout=None, polling_interval=0.2):
+    """Wait until a job ends and return its final dict (``State`` is ``Success``).
+
+    ``timeout`` in seconds (None: as long as the job runs; a paused job waits too).
+    Orthanc: GET /jobs/{id}, polled every ``polling_interval`` s.
+
+    Raises:
+        JobFailed: the job ended in ``Failure`` (cancelled jobs too); ``.job`` is its dict and
+            the message carries Orthanc's ``ErrorCode``, ``ErrorDescription``, ``ErrorDetails``.
+        OrthancTimeout: still not finished after ``timeout`` s (the job keeps running on the
+            server; ``.job`` is its last dict).
+    """
+    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    while True:
+        job = get_job(conn, job_id)
+        state = job.get("State")
+        if state == "Success":
+            return job
+        if state == "Failure":
+            raise JobFailed(_job_failure_message(conn, job), job=job)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise OrthancTimeout(
+                f"job {job_id} ({job.get('Type')}) on {conn.url} still {state} at "
+                f"{job.get('Progress')}% after {timeout} s; it keeps running on the server "
+                "(cancel_job stops it)", job=job)
+        pause = float(polling_interval)
+        time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - now)))
+
+
+def _job_failure_message(conn, job):
+    details = "; ".join(str(job[k]) for k in ("ErrorDescription", "ErrorDetails") if job.get(k))
+    return (f"job {job.get('ID')} ({job.get('Type')}) failed on {conn.url}: "
+            f"ErrorCode {job.get('ErrorCode')}: {details or 'no details'}")
+
+
+def cancel_job(conn, job_id):
+    """Cancel a pending, running or paused job (it ends in ``Failure``).
+
+    Orthanc: POST /jobs/{id}/cancel.
+    """
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/cancel", {})
+
+
+def pause_job(conn, job_id):
+    """Pause a job; ``resume_job`` continues it.  Orthanc: POST /jobs/{id}/pause."""
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/pause", {})
+
+
+def resume_job(conn, job_id):
+    """Resume a paused job.  Orthanc: POST /jobs/{id}/resume."""
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resume", {})
+
+
+def resubmit_job(conn, job_id):
+    """Run a failed or cancelled job again.  Orthanc: POST /jobs/{id}/resubmit."""
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
+
 
 # ==== Modalities, peers, transfers ====
+
+# Every DICOM operation asks Orthanc for this network timeout (s) unless told a shorter one, and
+# a synchronous HTTP call wrapping one waits at least _DICOM_MARGIN s longer than it.
+_DICOM_TIMEOUT = 10
+_DICOM_MARGIN = 10
+_NETWORK_PROTOCOL = 9  # OrthancStatus of "Error in the network protocol" (refused, aborted...)
+_LEVEL_UID = {PATIENTS: "PatientID", STUDIES: "StudyInstanceUID", SERIES: "SeriesInstanceUID",
+              INSTANCES: "SOPInstanceUID"}
+
+
+def _dicom_timeouts(timeout, default):
+    """Return ``(DICOM timeout for Orthanc, HTTP read timeout)`` for a whole-call ``timeout``.
+
+    The read timeout always outlasts the DICOM one, so Orthanc reports a dead remote first.
+
+    >>> _dicom_timeouts(None, 120)
+    (10, 120.0)
+    >>> _dicom_timeouts(3, 120)
+    (3, 13.0)
+    """
+    total = float(default if timeout is None else timeout)
+    dicom = max(1, min(_DICOM_TIMEOUT, int(total)))
+    return dicom, max(total, float(dicom + _DICOM_MARGIN))
+
+
+def _id_list(orthanc_ids):
+    return [orthanc_ids] if isinstance(orthanc_ids, str) else list(orthanc_ids)
+
+
+def _modality_path(modality, action):
+    return f"/modalities/{_segment(modality, 'modality name')}/{action}"
+
+
+def modality_echo(conn, modality, *, timeout=None):
+    """Tell whether a configured DICOM modality answers a C-ECHO.
+
+    False when the remote refuses, aborts or does not answer within ``timeout`` s (default
+    10, sent to Orthanc as the DICOM timeout). Orthanc: POST /modalities/{name}/echo.
+
+    Raises:
+        NotFound: ``modality`` is not configured on this Orthanc.
+    """
+    dicom, read = _dicom_timeouts(timeout, _DICOM_TIMEOUT)
+    try:
+        _post(conn, _modality_path(modality, "echo"), {"Timeout": dicom}, timeout=read)
+    except HttpError as exc:
+        if isinstance(exc.orthanc, dict) and exc.orthanc.get("OrthancStatus") == _NETWORK_PROTOCOL:
+            return False
+        raise
+    return True
+
+
+def modality_query(conn, modality, level, query, *, timeout=None):
+    """Run a C-FIND on a modality and return every answer, fetched in one request.
+
+    Each answer is ``{'remote_modality_id', 'level', 'dicom_id', 'tags'}``: ``level`` is the
+    canonical level, ``dicom_id`` the answer's UID at that level (``PatientID`` for patients)
+    and ``tags`` its simplified tags. ``query`` maps tag names to DICOM matching values
+    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``timeout`` bounds the whole call
+    (default 120 s). Orthanc: POST /modalities/{name}/query, then
+    GET /queries/{id}/answers?expand&simplify.
+    """
+    level = _level(level)
+    dicom, read = _dicom_timeouts(timeout, 120)
+    body = {"Level": _ORTHANC_LEVEL[level], "Query": dict(query), "Timeout": dicom}
+    query_id = _post(conn, _modality_path(modality, "query"), body, timeout=read)["ID"]
+    answers = _get(conn, f"/queries/{_segment(query_id, 'query id')}/answers?expand&simplify")
+    return [{"remote_modality_id": modality, "level": level,
+             "dicom_id": tags.get(_LEVEL_UID[level]), "tags": tags} for tags in answers]
+
+
+def modality_query_studies(conn, modality, query, *, timeout=None):
+    """Run a study-level C-FIND; see ``modality_query``."""
+    return modality_query(conn, modality, STUDIES, query, timeout=timeout)
+
+
+def modality_find_worklist(conn, modality, query, *, timeout=None):
+    """Query a worklist server (C-FIND MWL) and return its answers as simplified tags.
+
+    ``query`` names the tags to match and to return, e.g. ``{"PatientName": "DOE*",
+    "AccessionNumber": "", "ScheduledProcedureStepSequence": [{"Modality": "CT"}]}``.
+    ``timeout`` bounds the whole call (default 120 s).
+    Orthanc: POST /modalities/{name}/find-worklist.
+    """
+    dicom, read = _dicom_timeouts(timeout, 120)
+    return _post(conn, _modality_path(modality, "find-worklist"),
+                 {"Query": dict(query), "Timeout": dicom}, timeout=read)
+
+
+def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None):
+    """Ask a modality to C-MOVE resources to this Orthanc (or to ``target_aet``); wait for it.
+
+    ``dicom_ids``: one UID or a list, at ``level`` (``PatientID`` for patients); an item may
+    also be a dict naming the full identifier (``{"StudyInstanceUID": ..., "SeriesInstanceUID":
+    ...}``) for remotes that want it. From Orthanc 1.11.1 the move runs as a job waited for
+    at most ``timeout`` s (None: until it ends); on older servers it is one synchronous call
+    whose read timeout is ``timeout`` (default 600 s). A failed move raises ``JobFailed`` or
+    ``HttpError`` carrying Orthanc's details. Orthanc: POST /modalities/{name}/move.
+    """
+    level = _level(level)
+    resources = [dict(item) if isinstance(item, dict) else {_LEVEL_UID[level]: item}
+                 for item in _id_list(dicom_ids)]
+    dicom, read = _dicom_timeouts(timeout, 600)
+    body = {"Level": _ORTHANC_LEVEL[level], "Resources": resources, "Timeout": dicom}
+    if target_aet is not None:
+        body["TargetAet"] = target_aet
+    path = _modality_path(modality, "move")
+    if get_version(conn) >= FEATURES["asynchronous_move"]:
+        _run_job(conn, path, body, timeout=timeout)
+    else:
+        _post(conn, path, body, timeout=read)
+
+
+def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
+    """C-MOVE one study from a modality into this Orthanc and return its local orthanc id.
+
+    See ``modality_retrieve``. Raises ``NotFound`` if the move ended without the study
+    arriving (a remote that sends asynchronously after answering, for instance).
+    """
+    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout)
+    orthanc_id = lookup(conn, STUDIES, dicom_id)
+    if orthanc_id is None:
+        raise NotFound(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
+                       f"{conn.url} has no such study")
+    return orthanc_id
+
+
+def modality_send_as_job(conn, modality, orthanc_ids):
+    """Start a C-STORE of resources (any level) to a modality; return the job id.
+
+    Orthanc: POST /modalities/{name}/store (asynchronous).
+    """
+    return _start_job(conn, _modality_path(modality, "store"),
+                      {"Resources": _id_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT})
+
+
+def modality_send(conn, modality, orthanc_ids, timeout=None):
+    """C-STORE resources (any level) to a modality and return the job's ``Content``.
+
+    ``Content`` holds ``InstancesCount``, ``FailedInstancesCount``, ``RemoteAet``...
+    ``timeout``: seconds to wait for the job (None: until it ends; each association is bounded
+    by the DICOM timeout). A refused or failed association raises ``JobFailed`` whose message
+    carries Orthanc's ``ErrorDetails``. See ``modality_send_as_job``.
+    """
+    return wait_job(conn, modality_send_as_job(conn, modality, orthanc_ids),
+                    timeout=timeout)["Content"]
+
+
+def get_modalities(conn):
+    """Return every configured modality with its settings, keyed by name.
+
+    Orthanc: GET /modalities?expand.
+    """
+    return _get(conn, "/modalities?expand")
+
+
+def configure_modality(conn, modality, aet, host, port, **options):
+    """Add or replace a DICOM modality at run time.
+
+    ``options`` are Orthanc's own keys (``Manufacturer``, ``AllowStore``, ``LocalAet``,
+    ``Timeout``...). It lasts across a restart only with ``DicomModalitiesInDatabase``.
+    Orthanc: PUT /modalities/{name}.
+    """
+    body = {"AET": aet, "Host": host, "Port": int(port)}
+    body.update(options)
+    _put(conn, f"/modalities/{_segment(modality, 'modality name')}", body)
+
+
+def delete_modality(conn, modality):
+    """Remove a modality from the configuration.  Orthanc: DELETE /modalities/{name}."""
+    _delete(conn, f"/modalities/{_segment(modality, 'modality name')}")
+
+
+def _peer_path(peer, action=None):
+    path = f"/peers/{_segment(peer, 'peer name')}"
+    return path if action is None else f"{path}/{action}"
+
+
+def peer_send_as_job(conn, peer, orthanc_ids):
+    """Start sending resources (any level) to an Orthanc peer over HTTP; return the job id.
+
+    Orthanc: POST /peers/{name}/store (asynchronous).
+    """
+    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _id_list(orthanc_ids)})
+
+
+def peer_send(conn, peer, orthanc_ids, timeout=None):
+    """Send resources to an Orthanc peer and return the job's ``Content``.
+
+    ``timeout``: seconds to wait for the job (None: until it ends). See ``peer_send_as_job``.
+    """
+    return wait_job(conn, peer_send_as_job(conn, peer, orthanc_ids), timeout=timeout)["Content"]
+
+
+def get_peers(conn):
+    """Return every configured Orthanc peer with its settings (passwords hidden), by name.
+
+    Orthanc: GET /peers?expand.
+    """
+    return _get(conn, "/peers?expand")
+
+
+def configure_peer(conn, peer, url, username=None, password=None, **options):
+    """Add or replace an Orthanc peer at run time.
+
+    ``options`` are Orthanc's own keys (``HttpHeaders``, ``Timeout``, ``RemoteSelf`` for the
+    Transfers plugin...). It lasts across a restart only with ``OrthancPeersInDatabase``.
+    Orthanc: PUT /peers/{name}.
+    """
+    body = {"Url": url}
+    if username is not None:
+        body.update(Username=username, Password=password)
+    body.update(options)
+    _put(conn, _peer_path(peer), body)
+
+
+def delete_peer(conn, peer):
+    """Remove a peer from the configuration.  Orthanc: DELETE /peers/{name}."""
+    _delete(conn, _peer_path(peer))
+
+
+def get_transfers_peers(conn):
+    """Return the Transfers plugin's view of each peer (``installed``, ``bidirectional``...).
+
+    Orthanc: GET /transfers/peers (Transfers accelerator plugin).
+    """
+    return _get(conn, "/transfers/peers")
+
+
+def _transfers_start(conn, peer, orthanc_ids, level, compress):
+    if not peer or not isinstance(peer, str):
+        raise OrthancValueError(f"transfers need a peer name, got {peer!r}")
+    resource_level = _ORTHANC_LEVEL[_level(level)]
+    body = {"Resources": [{"Level": resource_level, "ID": orthanc_id}
+                          for orthanc_id in _id_list(orthanc_ids)],
+            "Compression": "gzip" if compress else "none", "Peer": peer}
+    try:
+        return _post(conn, "/transfers/send", body)
+    except NotFound as exc:
+        raise NotFound(f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers plugin "
+                       "loaded?)", **vars(exc)) from exc
+
+
+def transfers_send_as_job(conn, peer, orthanc_ids, level, compress=True):
+    """Start a Transfers-accelerator send to an Orthanc peer; return the job id.
+
+    With a peer configured with ``RemoteSelf`` the peer pulls, and the id is that of a job on
+    the peer (read it there with ``get_job(peer_conn, job_id)``).
+    Orthanc: POST /transfers/send (Transfers plugin).
+    """
+    answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
+    return answer["ID"] if "ID" in answer else answer["RemoteJob"]
+
+
+def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, *,
+                   peer_conn=None):
+    """Send resources to a peer with the Transfers accelerator plugin and wait until done.
+
+    ``compress`` chooses gzip or no compression; ``timeout`` bounds the wait for the job
+    (None: until it ends). When the peer is configured with ``RemoteSelf`` the transfer is a
+    pull job living on the peer: pass ``peer_conn`` (a ``Connection`` to the peer) to wait for
+    it there. Orthanc: POST /transfers/send, then GET /jobs/{id} (Transfers plugin).
+
+    Raises:
+        JobFailed: the transfer failed (an unknown resource, an unreachable peer...).
+        OrthancError: the transfer runs on the peer and ``peer_conn`` is None; ``remote_job``
+            and ``job_url`` say where to follow it.
+        NotFound: unknown peer, or the plugin is not loaded.
+    """
+    answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
+    if "ID" in answer:
+        wait_job(conn, answer["ID"], timeout=timeout)
+        return
+    remote_job = answer["RemoteJob"]
+    job_url = re.sub(r"(?<!:)//+", "/", answer.get("URL", ""))
+    if peer_conn is None:
+        raise OrthancError(
+            f"the transfer to peer {peer!r} was started as job {remote_job} on the peer "
+            f"({job_url}) because the peer pulls (RemoteSelf); pass peer_conn=Connection(...) "
+            "for the peer to wait for it there", remote_job=remote_job, job_url=job_url,
+            peer=peer)
+    wait_job(peer_conn, remote_job, timeout=timeout)
+
+
+def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
+    """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
+
+    ``timeout``: seconds to wait for the job (None: until it ends).
+    Orthanc: POST /dicom-web/servers/{name}/stow (DICOMweb plugin).
+    """
+    job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
+                   {"Resources": _id_list(orthanc_ids), "Synchronous": False})["ID"]
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
+
+
+def dicomweb_retrieve(conn, server, study_uid, series_uid=None, sop_uid=None, *, timeout=None):
+    """Retrieve a study, series or instance from a DICOMweb server with WADO-RS.
+
+    Returns how many instances were received. ``timeout``: seconds to wait for the job
+    (None: until it ends). Orthanc: POST /dicom-web/servers/{name}/retrieve (DICOMweb plugin).
+    """
+    if sop_uid is not None and series_uid is None:
+        raise OrthancValueError("dicomweb_retrieve: an instance (sop_uid) needs its series_uid")
+    resource = {"Study": study_uid}
+    if series_uid is not None:
+        resource["Series"] = series_uid
+    if sop_uid is not None:
+        resource["Instance"] = sop_uid
+    job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/retrieve",
+                   {"Resources": [resource], "Synchronous": False})["ID"]
+    return int(wait_job(conn, job_id, timeout=timeout)["Content"]["ReceivedInstancesCount"])
 
 
 # ==== InstancesSet (pure) ====
 
+class _FrozenSeries(Mapping):
+    """A read-only, hashable mapping of series id -> sorted tuple of instance ids.
+
+    Built from a mapping or from ``(series_id, instances_ids)`` pairs (repeated series merge).
+    Series are sorted, instance ids sorted and unique, empty series dropped: two mappings with
+    the same content are equal and hash alike. It pickles; ``dict(m)`` gives a JSON-ready dict.
+    """
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, series=()):
+        merged = {}
+        for series_id, instances_ids in (series.items() if isinstance(series, Mapping)
+                                         else series):
+            if isinstance(instances_ids, str):
+                raise OrthancValueError(
+                    f"series {series_id!r} must map to a sequence of instance ids, "
+                    f"not the string {instances_ids!r}")
+            merged.setdefault(str(series_id), set()).update(map(str, instances_ids))
+        items = tuple(sorted((key, tuple(sorted(ids))) for key, ids in merged.items() if ids))
+        object.__setattr__(self, "_items", items)
+        object.__setattr__(self, "_index", dict(items))
+
+    def __getitem__(self, series_id):
+        return self._index[series_id]
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __eq__(self, other):
+        if isinstance(other, _FrozenSeries):
+            return self._items == other._items
+        return Mapping.__eq__(self, other)
+
+    def __hash__(self):
+        return hash(self._items)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __reduce__(self):
+        return (type(self), (self._items,))
+
+    def __repr__(self):
+        return repr(self._index)
+
+
+class _InstancesSetFields(NamedTuple):
+    study_id: Optional[str]
+    series: Mapping
+
+
+class InstancesSet(_InstancesSetFields):
+    """An immutable snapshot of instances of one study: ``(study_id, series)``.
+
+    ``series`` is a read-only, hashable mapping of series id -> tuple of instance ids, sorted
+    (series, then instances), without empty series; build it from any mapping or
+    ``(series_id, ids)`` pairs. Two sets with the same content are equal and hash alike. No
+    connection inside: the members below never do I/O; server effects are the functions
+    ``instances_set_from_*``, ``modify_instances_set``, ``delete_instances_set`` and
+    ``download_instances_set``. ``len(s)`` counts instances (a NamedTuple still unpacks into
+    its two fields) and an empty set is false. To store one as JSON, store its parts:
+    ``json.dumps([s.study_id, dict(s.series)])`` and ``InstancesSet(*json.loads(text))``.
+
+    >>> s = InstancesSet("st", {"se2": ["i3"], "se1": ["i2", "i1"]})
+    >>> s
+    InstancesSet(study_id='st', series={'se1': ('i1', 'i2'), 'se2': ('i3',)})
+    >>> len(s), s.series_ids, s.instances_ids
+    (3, ('se1', 'se2'), ('i1', 'i2', 'i3'))
+    >>> s == InstancesSet("st", [("se2", ("i3",)), ("se1", ("i1", "i2"))])
+    True
+    >>> bool(s.without_series("se1").without_instances(["i3"]))
+    False
+    """
+    __slots__ = ()
+
+    def __new__(cls, study_id, series=()):
+        if not isinstance(series, _FrozenSeries):
+            series = _FrozenSeries(series)
+        return super().__new__(cls, None if study_id is None else str(study_id), series)
+
+    @classmethod
+    def _make(cls, iterable):
+        return cls(*iterable)
+
+    def __getnewargs__(self):
+        return (self.study_id, self.series)
+
+    def __len__(self):
+        return sum(len(ids) for ids in self.series.values())
+
+    @property
+    def instances_ids(self):
+        """Every instance id, series by series, as a tuple."""
+        return tuple(instance_id for ids in self.series.values() for instance_id in ids)
+
+    @property
+    def series_ids(self):
+        """The ids of the series that have instances in the set, sorted, as a tuple."""
+        return tuple(self.series)
+
+    @property
+    def id(self):
+        """A stable digest of the sorted instance ids: same ids, same ``id``, on any machine.
+
+        >>> InstancesSet("st", {"se": ["b", "a"]}).id == InstancesSet(None, {"x": ["a", "b"]}).id
+        True
+        >>> InstancesSet("st", {"se": ["a"]}).id
+        '86f7e437faa5a7fce15d1ddcb9eaeaea377667b8'
+        """
+        import hashlib
+        text = "\n".join(sorted(self.instances_ids))
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def filter(self, predicate):
+        """Split the set in two: ``(kept, removed)``, by ``predicate(series_id, instance_id)``.
+
+        >>> kept, removed = InstancesSet("st", {"a": ["1", "2"], "b": ["3"]}).filter(
+        ...     lambda series_id, instance_id: instance_id != "2")
+        >>> kept.series, removed.series
+        ({'a': ('1',), 'b': ('3',)}, {'a': ('2',)})
+        """
+        kept, removed = [], []
+        for series_id, ids in self.series.items():
+            for instance_id in ids:
+                side = kept if predicate(series_id, instance_id) else removed
+                side.append((series_id, (instance_id,)))
+        return self._replace(series=kept), self._replace(series=removed)
+
+    def without_series(self, series_ids):
+        """Return the set without one series (an id) or several (an iterable of ids).
+
+        >>> InstancesSet("st", {"a": ["1"], "b": ["2"]}).without_series("a").series
+        {'b': ('2',)}
+        """
+        drop = _id_set(series_ids)
+        return self._replace(series={key: ids for key, ids in self.series.items()
+                                     if key not in drop})
+
+    def without_instances(self, instances_ids):
+        """Return the set without one instance (an id) or several (an iterable of ids).
+
+        >>> InstancesSet("st", {"a": ["1", "2"], "b": ["3"]}).without_instances(["2", "3"]).series
+        {'a': ('1',)}
+        """
+        drop = _id_set(instances_ids)
+        return self.filter(lambda series_id, instance_id: instance_id not in drop)[0]
+
+    def union(self, other):
+        """Return the instances of both sets; both must be of the same study.
+
+        A set whose ``study_id`` is None takes the other's.
+
+        >>> InstancesSet("st", {"a": ["1"]}).union(InstancesSet("st", {"a": ["2"], "b": ["3"]}))
+        InstancesSet(study_id='st', series={'a': ('1', '2'), 'b': ('3',)})
+        """
+        study_id = self.study_id if self.study_id is not None else other.study_id
+        if other.study_id not in (None, study_id):
+            raise OrthancValueError(
+                f"cannot unite instances of study {self.study_id} with study {other.study_id}")
+        return InstancesSet(study_id, list(self.series.items()) + list(other.series.items()))
+
+    def difference(self, other):
+        """Return the instances of this set that are not in ``other``.
+
+        >>> InstancesSet("st", {"a": ["1", "2"]}).difference(InstancesSet("st", {"a": ["2"]}))
+        InstancesSet(study_id='st', series={'a': ('1',)})
+        """
+        return self.without_instances(other.instances_ids)
+
+
+def _id_set(ids):
+    """One id (a string) or an iterable of ids, as a set of strings."""
+    return set(map(str, _id_list(ids)))
+
 
 # ==== InstancesSet (server) ====
 
+# Orthanc's ErrorCode when a modification job cannot store a modified instance: with the
+# original's UIDs kept, the instance already exists and OverwriteInstances is false (1.10).
+_CANNOT_STORE_INSTANCE = 2018
+
+
+def instances_set_from_study(conn, study_id):
+    """Snapshot the instances a study has now, in one request.
+
+    Orthanc: GET /studies/{id}/instances (each instance names its ``ParentSeries``).
+    """
+    return _instances_set_of(study_id, _get(conn, f"/studies/{_segment(study_id)}/instances"))
+
+
+def instances_set_from_series(conn, series_id):
+    """Snapshot the instances a series has now, in one request.
+
+    Orthanc: GET /series/{id}.
+    """
+    series = _get(conn, f"/series/{_segment(series_id)}")
+    return InstancesSet(series["ParentStudy"], {series["ID"]: series["Instances"]})
+
+
+def instances_set_from_instances(conn, instances_ids):
+    """Make a set of the given instances (one id or an iterable), in two requests.
+
+    Orthanc: POST /tools/bulk-content (1.9.4), for the instances then their series.
+
+    Raises:
+        NotFound: some ids are not instances of the server (the message lists them).
+        OrthancValueError: no id, or instances of several studies.
+    """
+    return _set_of_contents(conn, _instances_contents(conn, instances_ids))
+
+
+def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(),
+                         keep_source=True, force=False, *, timeout=600.0):
+    """Modify every instance of ``s`` and return the set of the modified instances.
+
+    ``replace_tags``, ``remove_tags``, ``keep_tags`` and ``force`` are Orthanc's ``Replace``,
+    ``Remove``, ``Keep`` and ``Force``. Each instance gets a new SOPInstanceUID unless it is
+    kept, and stays in its study and series unless their UIDs are replaced (Orthanc 1.12
+    does it and the returned set is of the new study; Orthanc 1.10 refuses: ``JobFailed``
+    with its reason). The job is waited for at most ``timeout`` seconds. Orthanc always
+    keeps the sources; with ``keep_source=False`` they are deleted afterwards, only once
+    every modified instance is confirmed on the server.
+
+    Keeping the UIDs (``keep_tags=["StudyInstanceUID", "SeriesInstanceUID",
+    "SOPInstanceUID"]``, which needs ``force=True``) rewrites each instance in place, with
+    the same Orthanc ids: Orthanc does it only with ``OverwriteInstances: true`` in its
+    configuration, and the rewritten instances lose their own metadata and attachments (so
+    does a series or study whose only instance is rewritten: Orthanc re-creates it).
+    Without it Orthanc 1.10 fails the job and Orthanc 1.12 ends it as a success without
+    storing anything; both raise ``JobFailed`` saying why, and the originals are untouched
+    (nothing is ever deleted and uploaded again).
+
+    Orthanc: POST /tools/bulk-modify (1.9.4) as a job, POST /tools/bulk-content (before the
+    job too when a UID is kept or replaced) and, with ``keep_source=False``,
+    POST /tools/bulk-delete.
+    """
+    if not s:
+        return s
+    body = dict(_modification_body(replace_tags, remove_tags, keep_tags, force),
+                Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
+    in_place = _touches_uids(body)  # then compare the stored files before and after
+    files_before = {one["ID"]: one["FileUuid"]
+                    for one in _bulk_content(conn, "Instance", s.instances_ids)} if in_place else {}
+    try:
+        job = _bulk(conn, "bulk_modify", _run_job, "/tools/bulk-modify", body, timeout=timeout)
+    except JobFailed as exc:
+        if in_place and exc.job.get("ErrorCode") == _CANNOT_STORE_INSTANCE:
+            raise JobFailed(_not_overwritten(conn, exc), job=exc.job) from exc
+        raise
+    content = job.get("Content") or {}
+    new_ids = [one["ID"] for one in content.get("Resources", ()) if one.get("Type") == "Instance"]
+    if content.get("FailedInstancesCount") or len(new_ids) != len(s):
+        raise JobFailed(
+            f"modify_instances_set: job {job.get('ID')} on {conn.url} modified {len(new_ids)} "
+            f"of {len(s)} instances ({content.get('FailedInstancesCount')} failed); "
+            "the original instances are kept", job=job)
+    instances = _instances_contents(conn, new_ids)
+    if any(files_before.get(one["ID"]) == one["FileUuid"] for one in instances):
+        raise JobFailed(_not_overwritten(conn, "the job ended without storing them"), job=job)
+    modified = _set_of_contents(conn, instances)
+    if not keep_source:
+        delete_instances_set(conn, s.without_instances(modified.instances_ids))
+    return modified
+
+
+def delete_instances_set(conn, s):
+    """Delete exactly the instances of ``s`` (instances that arrived later stay).
+
+    Ids that are already gone are ignored. Orthanc: POST /tools/bulk-delete (1.9.4).
+    """
+    if s:
+        _bulk(conn, "bulk_delete", _post, "/tools/bulk-delete",
+              {"Resources": list(s.instances_ids)}, timeout=600)
+
+
+def download_instances_set(conn, s, path, *, progress=None):
+    """Save the instances of ``s`` as one ZIP archive at ``path``, streamed; return ``path``.
+
+    Progress and partial files as in ``download_archive``.
+    Orthanc: POST /tools/create-archive (synchronous, streamed since 1.9.4).
+    """
+    if not s:
+        raise OrthancValueError("download_instances_set: the set has no instance")
+    return _save(conn, "POST", "/tools/create-archive", path, progress, timeout=600,
+                 zip_file=True,
+                 json_body={"Resources": list(s.instances_ids), "Synchronous": True})
+
+
+def _instances_set_of(study_id, instances):
+    """The set of Orthanc's instance dicts (``ID`` and ``ParentSeries``)."""
+    return InstancesSet(study_id, [(one["ParentSeries"], (one["ID"],)) for one in instances])
+
+
+def _instances_contents(conn, instances_ids):
+    """Orthanc's dicts of the given instances, in one request; NotFound names missing ones."""
+    wanted = _id_set(instances_ids)
+    if not wanted:
+        raise OrthancValueError("an InstancesSet needs at least one instance id")
+    instances = _bulk_content(conn, "Instance", wanted)
+    missing = wanted - {instance["ID"] for instance in instances}
+    if missing:
+        url = conn.url + "/tools/bulk-content"
+        raise NotFound(f"POST {url}: no instance {', '.join(sorted(missing))} on the server",
+                       status=404, method="POST", url=url)
+    return instances
+
+
+def _set_of_contents(conn, instances):
+    """The set of Orthanc's instance dicts, its study found in one request."""
+    series = _bulk_content(conn, "Series", {instance["ParentSeries"] for instance in instances})
+    studies = sorted({one["ParentStudy"] for one in series})
+    if len(studies) != 1:
+        raise OrthancValueError(
+            f"an InstancesSet holds one study; these instances are in {', '.join(studies)}")
+    return _instances_set_of(studies[0], instances)
+
+
+def _bulk_content(conn, level, orthanc_ids):
+    """Orthanc's dicts of the given resources of one level (unknown ids are left out)."""
+    return _bulk(conn, "bulk_content", _post, "/tools/bulk-content",
+                 {"Resources": sorted(orthanc_ids), "Level": level})
+
+
+def _bulk(conn, feature, send, path, body, **options):
+    """``send(conn, path, body)`` to a /tools/bulk-* route; on a server without the route
+    (older than ``FEATURES[feature]``) raise UnsupportedByServer instead of its 404."""
+    try:
+        return send(conn, path, body, **options)
+    except NotFound:
+        _require(conn, feature)
+        raise
+
+
+def _not_overwritten(conn, cause):
+    return (f"modify_instances_set: {conn.url} did not overwrite the instances in place "
+            f"({cause}). Keeping SOPInstanceUID gives the modified instances the Orthanc ids of "
+            "the originals, which Orthanc stores only with \"OverwriteInstances\": true in its "
+            "configuration; the original instances are untouched")
+
+
 
 # ==== Command line ====
+
+_CLI_EPILOG = """\
+environment:
+  ORTHANC_URL       server URL when --url is not given (default http://localhost:8042)
+  ORTHANC_USER      user for HTTP basic auth, with ORTHANC_PASSWORD
+  ORTHANC_PASSWORD  password (never needed on the command line)
+  ORTHANC_TOKEN     Authorization header value instead of basic auth (a bare token gets Bearer)
+
+Data goes to stdout as JSON (one document, or JSON lines for find); progress and errors go
+to stderr. Exit status: 0 on success, 1 when something failed, 2 for a usage error.
+See `orthanc_fn COMMAND --help`."""
+
+
+def main(argv=None):
+    """Run the command line (``python -m orthanc_fn --help``) and return its exit status.
+
+    Data goes to stdout as JSON; progress and a one-line error go to stderr. Returns 0 on
+    success, 1 on failure (``--debug`` shows the traceback instead), 2 for a usage error.
+    """
+    import argparse
+    import sys
+
+    parser = _cli_parser(argparse)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    secrets = [s for s in (os.environ.get("ORTHANC_PASSWORD"), os.environ.get("ORTHANC_TOKEN"))
+               if s]
+    try:
+        return args.run(_cli_connection(args.url), args)
+    except BrokenPipeError:  # `| head`: stop quietly, and keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OrthancError, OSError) as exc:
+        if args.debug:
+            raise
+        line = _one_line(exc)
+        for secret in secrets:
+            line = line.replace(secret, "***")
+        print(f"orthanc_fn {args.command}: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"orthanc_fn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cli_connection(url):
+    env = os.environ
+    user, token = env.get("ORTHANC_USER"), env.get("ORTHANC_TOKEN")
+    auth = (user, env.get("ORTHANC_PASSWORD", "")) if user else None
+    return Connection(url or env.get("ORTHANC_URL") or "http://localhost:8042", auth=auth,
+                      token=token or None)
+
+
+def _cli_parser(argparse):
+    def level(text):
+        try:
+            return _level(text)
+        except OrthancValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def pair(text):
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        return key, value
+
+    def day(text):
+        import datetime
+        try:
+            return datetime.date.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") \
+                from None
+
+    def options(parser, after_command):
+        """The options every command takes, before or after the command name."""
+        unset = dict(default=argparse.SUPPRESS) if after_command else {}
+        parser.add_argument("--url", **unset,
+                            help="server URL (default: $ORTHANC_URL, else http://localhost:8042)")
+        parser.add_argument("-q", "--quiet", action="store_true", **unset,
+                            help="no progress and no messages on stderr")
+        parser.add_argument("--debug", action="store_true", **unset,
+                            help="log every request and show tracebacks")
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="orthanc_fn", formatter_class=formatter, epilog=_CLI_EPILOG,
+        description="Command line for the Orthanc DICOM server's REST API.")
+    parser.add_argument("--version", action="version", version=f"orthanc_fn {__version__}")
+    options(parser, after_command=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name, run, summary, **kwargs):
+        sub = commands.add_parser(name, help=summary, description=summary,
+                                  formatter_class=formatter, **kwargs)
+        options(sub, after_command=True)
+        sub.set_defaults(run=run)
+        return sub
+
+    command("alive", _cli_alive, "tell whether the server answers (exit 1 when it does not)")
+    command("system", _cli_system, "print the server's /system")
+    command("stats", _cli_stats, "print the server's /statistics")
+
+    sub = command("upload", _cli_upload, "upload DICOM files, ZIPs and folders (recursive)")
+    sub.add_argument("paths", nargs="+", metavar="PATH", help="a file or a folder")
+    sub.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel uploads")
+    sub.add_argument("--ignore-errors", action="store_true",
+                     help="go on past files Orthanc refuses and list them in the output")
+
+    sub = command("find", _cli_find, "find resources by DICOM tags; prints JSON lines",
+                  epilog="example: orthanc_fn find studies PatientName='DOE*' StudyDate=20260101-")
+    sub.add_argument("level", type=level, help="patients, studies, series or instances")
+    sub.add_argument("query", nargs="*", type=pair, metavar="KEY=VALUE",
+                     help="DICOM keyword and value (wildcards * ?, date ranges A-B)")
+    sub.add_argument("--ids", action="store_true", help="print ids only")
+    sub.add_argument("--limit", type=int, metavar="N", help="stop after N matches")
+    sub.add_argument("--case-insensitive", action="store_true",
+                     help="match PatientName and other texts ignoring case")
+
+    sub = command("download", _cli_download, "download a resource as a ZIP archive")
+    sub.add_argument("level", type=level, help="patients, studies or series")
+    sub.add_argument("orthanc_id", metavar="ID")
+    sub.add_argument("dest", metavar="DEST", help="path of the ZIP file to write")
+
+    sub = command("daily-stats", _cli_daily_stats,
+                  "count resources per day of StudyDate (default: the last 8 days)")
+    sub.add_argument("level", type=level, help="studies, series or instances")
+    sub.add_argument("--from", dest="from_date", type=day, metavar="YYYY-MM-DD")
+    sub.add_argument("--to", dest="to_date", type=day, metavar="YYYY-MM-DD")
+    sub.add_argument("--table", action="store_true", help="print a table instead of JSON")
+
+    sub = command("anonymize", _cli_anonymize, "anonymize a resource; prints the new id")
+    sub.add_argument("level", type=level, help="patients, studies, series or instances")
+    sub.add_argument("orthanc_id", metavar="ID")
+    sub.add_argument("--keep", action="append", default=[], metavar="TAG",
+                     help="keep this tag's value (repeat for several)")
+    sub.add_argument("--replace", action="append", default=[], type=pair, metavar="TAG=VALUE",
+                     help="set this tag (repeat for several)")
+    sub.add_argument("--remove", action="append", default=[], metavar="TAG",
+                     help="remove this tag too (repeat for several)")
+    sub.add_argument("--keep-private-tags", action="store_true", help="keep private tags")
+    sub.add_argument("--delete-original", action="store_true",
+                     help="delete the original once the anonymized copy is stored")
+    sub.add_argument("--force", action="store_true",
+                     help="allow replacing identifiers such as StudyInstanceUID")
+    sub.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after that")
+
+    sub = command("send", _cli_send, "send resources to a DICOM modality or an Orthanc peer")
+    target = sub.add_mutually_exclusive_group(required=True)
+    target.add_argument("--modality", metavar="NAME", help="C-STORE to this configured modality")
+    target.add_argument("--peer", metavar="NAME", help="send to this configured Orthanc peer")
+    sub.add_argument("orthanc_ids", nargs="+", metavar="ID")
+    sub.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after that")
+    return parser
+
+
+def _cli_print(data):
+    import sys
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _cli_alive(conn, args):
+    alive = is_alive(conn)
+    _cli_print(alive)
+    if not alive and not args.quiet:
+        import sys
+        print(f"orthanc_fn alive: no answer from {conn.url} with these credentials",
+              file=sys.stderr)
+    return 0 if alive else 1
+
+
+def _cli_system(conn, args):
+    _cli_print(get_system(conn))
+    return 0
+
+
+def _cli_stats(conn, args):
+    _cli_print(get_statistics(conn))
+    return 0
+
+
+def _cli_upload(conn, args):
+    instances_ids, errors = [], []
+    for path in args.paths:
+        if not os.path.isdir(path):  # a file named on the command line must be valid
+            instances_ids += upload_file(conn, path)
+            continue
+        with _CliProgress(f"upload {path}", args) as progress:
+            result = upload_folder(conn, path, ignore_errors=args.ignore_errors,
+                                   workers=args.jobs, progress=progress)
+        instances_ids += result.instances_ids
+        errors += [{"path": str(bad), "message": message} for bad, message in result.errors]
+    _cli_print({"instances_ids": instances_ids, "errors": errors})
+    _cli_message(args, f"upload: {len(instances_ids)} instances stored, "
+                       f"{len(errors)} files refused")
+    return 0
+
+
+def _cli_find(conn, args):
+    import itertools
+    import sys
+    matches = iter_find(conn, args.level, dict(args.query), expand=not args.ids,
+                        case_sensitive=not args.case_insensitive)
+    for match in itertools.islice(matches, args.limit):
+        sys.stdout.write(json.dumps(match) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _cli_download(conn, args):
+    with _CliProgress("download", args, unit="B") as progress:
+        path = download_archive(conn, args.level, args.orthanc_id, args.dest,
+                                progress=progress)
+    _cli_print({"path": os.fspath(path), "size": os.path.getsize(path)})
+    return 0
+
+
+def _cli_daily_stats(conn, args):
+    if args.table:
+        print_daily_stats(conn, args.level, args.from_date, args.to_date)
+    else:
+        stats = get_daily_stats(conn, args.level, args.from_date, args.to_date)
+        _cli_print([{"date": str(date), "count": count} for date, count in stats])
+    return 0
+
+
+def _cli_anonymize(conn, args):
+    start = time.monotonic()
+    new_id = anonymize(conn, args.level, args.orthanc_id, keep_tags=args.keep,
+                       replace_tags=dict(args.replace), remove_tags=args.remove,
+                       force=args.force, keep_private_tags=args.keep_private_tags,
+                       delete_original=args.delete_original, timeout=args.timeout)
+    _cli_print({"ID": new_id, "level": args.level})
+    _cli_message(args, f"anonymize: done in {_cli_duration(time.monotonic() - start)}")
+    return 0
+
+
+def _cli_send(conn, args):
+    if args.modality:
+        _cli_print(modality_send(conn, args.modality, args.orthanc_ids, timeout=args.timeout))
+    else:
+        _cli_print(peer_send(conn, args.peer, args.orthanc_ids))
+    return 0
+
+
+def _cli_message(args, text):
+    if not args.quiet:
+        import sys
+        print(text, file=sys.stderr)
+
+
+class _CliProgress:
+    """Show ``progress(done, total)`` calls on stderr (thread-safe; ``total`` may be None).
+
+    On a terminal: one line redrawn with a bar, count, rate and ETA. Otherwise: a plain line
+    every ``interval`` seconds. Leaving the ``with`` block prints the final state; nothing at
+    all with ``--quiet``.
+    """
+
+    def __init__(self, label, args, unit="", interval=5.0):
+        import sys
+        self.stream = sys.stderr
+        self.label, self.unit, self.quiet = label, unit, args.quiet
+        self.tty = self.stream.isatty()
+        self.interval = 0.1 if self.tty else interval
+        self.start = self.shown = time.monotonic()
+        self.state = None
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        with self.lock:
+            if self.state is not None and not self.quiet:
+                self._show(time.monotonic(), final=True)
+
+    def __call__(self, done, total=None):
+        with self.lock:
+            self.state = (done, total)
+            now = time.monotonic()
+            if not self.quiet and now - self.shown >= self.interval:
+                self.shown = now
+                self._show(now, final=False)
+
+    def _amount(self, value, rate=False):
+        if self.unit == "B":
+            return f"{value / 1e6:.1f} MB" if value >= 1e6 else f"{value / 1e3:.0f} kB"
+        return f"{value:.1f}" if rate else str(int(value))
+
+    def _show(self, now, final):
+        done, total = self.state
+        elapsed = max(now - self.start, 1e-6)
+        rate = done / elapsed
+        parts = [self._amount(done) + (f"/{self._amount(total)}" if total else "")]
+        if total:
+            parts.append(f"{100 * done / total:.0f}%")
+        parts.append(f"{self._amount(rate, rate=True)}/s")
+        if final:
+            parts.append(f"in {_cli_duration(elapsed)}")
+        elif total and rate > 0:
+            parts.append(f"ETA {_cli_duration((total - done) / rate)}")
+        text = "  ".join(parts)
+        if self.tty:
+            bar = ""
+            if total:
+                filled = int(20 * min(done, total) / total)
+                bar = "[" + "#" * filled + "-" * (20 - filled) + "]  "
+            self.stream.write(f"\r{self.label}  {bar}{text}\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(f"{self.label}: {text}\n")
+        self.stream.flush()
+
+
+def _cli_duration(seconds):
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

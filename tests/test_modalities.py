@@ -1,0 +1,341 @@
+"""Remote modalities, peers and DICOMweb servers: real associations between real servers.
+
+A and B (Orthanc 1.10) are each other's DICOM modality, Orthanc peer and DICOMweb server,
+named "b" on A and "a" on B. Every test makes studies with its own unique patient names.
+"""
+import json
+import socket
+import time
+import uuid
+
+import pytest
+
+import orthanc_fn as o
+import orthanc_fn_helpers as h
+import orthanc_rig
+
+
+def _study(conn, patient_name=None, series=1, instances=2):
+    """Store a new study on ``conn``; return (orthanc id, StudyInstanceUID, instance count)."""
+    tags = {"PatientName": patient_name or f"MOD^{uuid.uuid4().hex[:8].upper()}"}
+    files = h.generate_test_study(series=series, instances=instances, tags=tags)
+    instance_ids = [o.upload(conn, f)[0] for f in files]
+    study_id = o.get_parent_id(conn, o.INSTANCES, instance_ids[0], o.STUDIES)
+    uid = o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"]
+    return study_id, uid, len(files)
+
+
+def _count_requests(monkeypatch):
+    """Wrap the module's pool so that every request's method, URL and options are recorded."""
+    seen = []
+    original = o._POOL.request
+
+    def counting(method, url, *args, **kwargs):
+        seen.append((method, url, kwargs))
+        return original(method, url, *args, **kwargs)
+
+    monkeypatch.setattr(o._POOL, "request", counting)
+    return seen
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port nothing listens on."""
+    return orthanc_rig.free_port()
+
+
+@pytest.fixture
+def temporary_modality(conn_a):
+    """Configure modalities on A under fresh names; delete them after the test."""
+    names = []
+
+    def make(aet, host, port, **options):
+        name = "tmp-" + uuid.uuid4().hex[:8]
+        o.configure_modality(conn_a, name, aet, host, port, **options)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        if name in o.get_modalities(conn_a):
+            o.delete_modality(conn_a, name)
+
+
+# ---- C-STORE, peers, DICOMweb sends
+
+def test_modality_send_stores_the_study_on_the_remote(conn_a, conn_b):
+    study_id, _, count = _study(conn_a)
+    content = o.modality_send(conn_a, "b", study_id, timeout=60)
+    assert content["InstancesCount"] == count and content["FailedInstancesCount"] == 0
+    assert o.exists(conn_b, o.STUDIES, study_id)
+
+
+def test_modality_send_as_job_returns_a_job_that_wait_job_follows(conn_a, conn_b):
+    study_id, _, count = _study(conn_a)
+    job_id = o.modality_send_as_job(conn_a, "b", [study_id])
+    job = o.wait_job(conn_a, job_id, timeout=60)
+    assert job["Type"] == "DicomModalityStore" and job["Content"]["InstancesCount"] == count
+    assert o.exists(conn_b, o.STUDIES, study_id)
+
+
+def test_modality_send_to_a_closed_port_raises_job_failed_with_orthanc_details(
+        conn_a, temporary_modality, closed_port):
+    name = temporary_modality("NOBODY", "127.0.0.1", closed_port)
+    study_id, _, _ = _study(conn_a)
+    with pytest.raises(o.JobFailed) as info:
+        o.modality_send(conn_a, name, study_id, timeout=30)
+    assert "Connection refused" in str(info.value) and "NOBODY" in str(info.value)
+    assert info.value.job["ErrorDetails"]
+
+
+def test_peer_send_stores_the_study_on_the_peer(conn_a, conn_b):
+    study_id, _, count = _study(conn_a)
+    o.peer_send(conn_a, "b", study_id, timeout=60)
+    assert o.exists(conn_b, o.STUDIES, study_id)
+    assert len(o.get_children_ids(conn_b, o.STUDIES, study_id, o.INSTANCES)) == count
+
+
+def test_peer_send_as_job_returns_a_job_that_wait_job_follows(conn_a, conn_b):
+    study_id, _, _ = _study(conn_a)
+    job = o.wait_job(conn_a, o.peer_send_as_job(conn_a, "b", study_id), timeout=60)
+    assert job["Type"] == "OrthancPeerStore"
+    assert o.exists(conn_b, o.STUDIES, study_id)
+
+
+def test_dicomweb_send_stores_the_study_on_the_dicomweb_server(conn_a, conn_b):
+    study_id, _, count = _study(conn_a)
+    content = o.dicomweb_send(conn_a, "b", study_id, timeout=60)
+    assert int(content["InstancesCount"]) == count
+    assert o.exists(conn_b, o.STUDIES, study_id)
+
+
+def test_dicomweb_retrieve_counts_the_instances_it_received(conn_a, conn_b):
+    study_id, uid, count = _study(conn_b, series=2, instances=2)
+    assert o.dicomweb_retrieve(conn_a, "b", uid, timeout=60) == count
+    assert len(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == count
+
+
+def test_dicomweb_retrieve_of_one_series_receives_only_that_series(conn_a, conn_b):
+    study_id, uid, _ = _study(conn_b, series=2, instances=3)
+    series_id = o.get_children_ids(conn_b, o.STUDIES, study_id, o.SERIES)[0]
+    series_uid = o.get_info(conn_b, o.SERIES, series_id)["MainDicomTags"]["SeriesInstanceUID"]
+    assert o.dicomweb_retrieve(conn_a, "b", uid, series_uid, timeout=60) == 3
+
+
+def test_dicomweb_retrieve_refuses_an_instance_without_its_series(conn_a):
+    with pytest.raises(o.OrthancValueError):
+        o.dicomweb_retrieve(conn_a, "b", "1.2.3", sop_uid="1.2.3.4.5")
+
+
+# ---- C-FIND, C-MOVE
+
+def test_modality_query_studies_gets_every_match_in_one_answers_request(
+        conn_a, conn_b, monkeypatch):
+    prefix = "QRY" + uuid.uuid4().hex[:6].upper()
+    uids = {_study(conn_b, f"{prefix}^{n}")[1] for n in range(3)}
+    _study(conn_b, "OTHER" + prefix)  # must not match
+    seen = _count_requests(monkeypatch)
+    answers = o.modality_query_studies(conn_a, "b", {"PatientName": prefix + "^*"})
+    assert {a["dicom_id"] for a in answers} == uids
+    assert [url.split("?")[0].rsplit("/", 1)[-1] for _, url, _ in seen] == ["query", "answers"]
+    for answer in answers:
+        assert answer["remote_modality_id"] == "b" and answer["level"] == o.STUDIES
+        assert answer["tags"]["PatientName"].startswith(prefix + "^")
+        assert answer["tags"]["StudyInstanceUID"] == answer["dicom_id"]
+
+
+def test_modality_query_at_series_level_returns_series_uids(conn_a, conn_b):
+    name = "SER" + uuid.uuid4().hex[:6].upper()
+    study_id, uid, _ = _study(conn_b, name, series=2)
+    expected = {o.get_info(conn_b, o.SERIES, s)["MainDicomTags"]["SeriesInstanceUID"]
+                for s in o.get_children_ids(conn_b, o.STUDIES, study_id, o.SERIES)}
+    answers = o.modality_query(conn_a, "b", "Series", {"StudyInstanceUID": uid})
+    assert {a["dicom_id"] for a in answers} == expected
+    assert {a["level"] for a in answers} == {o.SERIES}
+
+
+def test_modality_query_of_nothing_returns_an_empty_list(conn_a):
+    assert o.modality_query_studies(conn_a, "b", {"PatientName": "NOBODY" + uuid.uuid4().hex}) == []
+
+
+def test_modality_retrieve_study_moves_it_into_this_server_and_returns_its_local_id(
+        conn_a, conn_b):
+    name = "MOVE" + uuid.uuid4().hex[:6].upper()
+    study_id, uid, count = _study(conn_b, name)
+    answers = o.modality_query_studies(conn_a, "b", {"PatientName": name})
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+    local_id = o.modality_retrieve_study(conn_a, "b", answers[0]["dicom_id"], timeout=60)
+    assert o.get_info(conn_a, o.STUDIES, local_id)["MainDicomTags"]["StudyInstanceUID"] == uid
+    assert len(o.get_children_ids(conn_a, o.STUDIES, local_id, o.INSTANCES)) == count
+
+
+def test_modality_retrieve_at_series_level_moves_only_that_series(conn_a, conn_b):
+    study_id, uid, _ = _study(conn_b, series=2, instances=2)
+    series_id = o.get_children_ids(conn_b, o.STUDIES, study_id, o.SERIES)[0]
+    series_uid = o.get_info(conn_b, o.SERIES, series_id)["MainDicomTags"]["SeriesInstanceUID"]
+    o.modality_retrieve(conn_a, "b", o.SERIES,
+                        [{"StudyInstanceUID": uid, "SeriesInstanceUID": series_uid}])
+    assert o.get_children_ids(conn_a, o.STUDIES, study_id, o.SERIES) == [series_id]
+
+
+def test_modality_retrieve_is_one_synchronous_call_on_orthanc_110(conn_a, conn_b, monkeypatch):
+    study_id, uid, _ = _study(conn_b)
+    seen = _count_requests(monkeypatch)
+    o.modality_retrieve(conn_a, "b", o.STUDIES, uid)
+    assert [(method, url.rsplit("/", 1)[-1]) for method, url, _ in seen] == [
+        ("GET", "system"), ("POST", "move")]
+    body = json.loads(seen[1][2]["body"])
+    assert "Asynchronous" not in body and seen[1][2]["timeout"].read_timeout > body["Timeout"]
+    assert o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_modality_retrieve_study_of_an_unknown_uid_raises_with_orthanc_details(conn_a):
+    with pytest.raises(o.HttpError) as info:
+        o.modality_retrieve_study(conn_a, "b", "1.2.3.4." + str(uuid.uuid4().int)[:20])
+    assert "C-MOVE" in str(info.value) and info.value.orthanc["OrthancStatus"] == 9
+
+
+def test_modality_retrieve_to_an_unknown_target_raises_with_orthanc_details(conn_a, conn_b):
+    _, uid, _ = _study(conn_b)
+    with pytest.raises(o.HttpError) as info:
+        o.modality_retrieve(conn_a, "b", o.STUDIES, uid, target_aet="NOWHERE")
+    assert "C-MOVE" in str(info.value)
+
+
+@pytest.mark.v112
+def test_modality_retrieve_runs_as_a_job_on_orthanc_112(
+        server_112, conn_112, server_b, conn_b, monkeypatch):
+    o.configure_modality(conn_112, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
+    o.configure_modality(conn_b, "v112", server_112.aet, "127.0.0.1", server_112.dicom_port)
+    try:
+        study_id, uid, _ = _study(conn_b)
+        seen = _count_requests(monkeypatch)
+        assert o.modality_retrieve_study(conn_112, "b", uid, timeout=60) == study_id
+        move = next(kw for method, url, kw in seen if url.endswith("/modalities/b/move"))
+        assert json.loads(move["body"])["Asynchronous"] is True
+        assert any("/jobs/" in url for _, url, _ in seen)
+    finally:
+        o.delete_modality(conn_b, "v112")
+        o.delete_modality(conn_112, "b")
+
+
+# ---- C-ECHO and timeouts
+
+def test_modality_echo_is_true_for_a_configured_modality(conn_a):
+    assert o.modality_echo(conn_a, "b") is True
+
+
+def test_modality_echo_is_false_fast_for_a_closed_port(conn_a, temporary_modality, closed_port):
+    name = temporary_modality("NOBODY", "127.0.0.1", closed_port)
+    start = time.monotonic()
+    assert o.modality_echo(conn_a, name) is False
+    assert time.monotonic() - start < 5  # a refused connection, not a timeout
+
+
+def test_modality_echo_raises_not_found_for_an_unknown_name(conn_a):
+    with pytest.raises(o.NotFound) as info:
+        o.modality_echo(conn_a, "no-such-modality")
+    assert "no-such-modality" in str(info.value)
+
+
+def test_modality_echo_is_false_when_the_remote_accepts_tcp_but_never_answers(
+        conn_a, temporary_modality):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        name = temporary_modality("SILENT", "127.0.0.1", silent.getsockname()[1])
+        # the DICOM timeout (2 s) ends first, well before the HTTP read timeout (12 s)
+        assert o.modality_echo(conn_a, name, timeout=2) is False
+
+
+def test_dicom_calls_read_longer_than_the_dicom_timeout_they_send(conn_a, conn_b, monkeypatch):
+    seen = _count_requests(monkeypatch)
+    o.modality_echo(conn_a, "b", timeout=3)
+    o.modality_query_studies(conn_a, "b", {"PatientName": "NOBODY"}, timeout=4)
+    posts = [kw for method, _, kw in seen if method == "POST"]
+    assert len(posts) == 2
+    for kw in posts:
+        assert kw["timeout"].read_timeout > json.loads(kw["body"])["Timeout"]
+
+
+# ---- configuration at run time
+
+def test_configure_modality_at_run_time_makes_it_usable_until_deleted(
+        conn_a, conn_b, server_b):
+    name = "rt-" + uuid.uuid4().hex[:8]
+    o.configure_modality(conn_a, name, server_b.aet, "127.0.0.1", server_b.dicom_port,
+                         Manufacturer="Generic")
+    try:
+        assert o.get_modalities(conn_a)[name]["AET"] == server_b.aet
+        assert o.modality_echo(conn_a, name)
+        study_id, _, _ = _study(conn_a)
+        o.modality_send(conn_a, name, study_id, timeout=60)
+        assert o.exists(conn_b, o.STUDIES, study_id)
+    finally:
+        o.delete_modality(conn_a, name)
+    assert name not in o.get_modalities(conn_a)
+    with pytest.raises(o.NotFound):
+        o.modality_echo(conn_a, name)
+
+
+def test_configure_peer_at_run_time_makes_it_usable_until_deleted(conn_a, conn_b, server_b):
+    name = "rt-" + uuid.uuid4().hex[:8]
+    o.configure_peer(conn_a, name, server_b.url, orthanc_rig.USER, orthanc_rig.PASSWORD)
+    try:
+        peer = o.get_peers(conn_a)[name]
+        assert peer["Url"].rstrip("/") == server_b.url and peer["Username"] == orthanc_rig.USER
+        study_id, _, _ = _study(conn_a)
+        o.peer_send(conn_a, name, study_id, timeout=60)
+        assert o.exists(conn_b, o.STUDIES, study_id)
+    finally:
+        o.delete_peer(conn_a, name)
+    assert name not in o.get_peers(conn_a)
+    with pytest.raises(o.NotFound):
+        o.peer_send_as_job(conn_a, name, study_id)
+
+
+def test_get_modalities_and_get_peers_list_the_rig_wiring(conn_a, server_b):
+    assert o.get_modalities(conn_a)["b"]["Port"] == server_b.dicom_port
+    assert o.get_peers(conn_a)["b"]["Url"].rstrip("/") == server_b.url
+
+
+# ---- worklists
+
+def _write_worklist(path, patient_name, accession, station_aet):
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.PatientID, ds.AccessionNumber = patient_name, "P" + accession, accession
+    ds.StudyInstanceUID = generate_uid()
+    step = Dataset()
+    step.Modality, step.ScheduledStationAETitle = "CT", station_aet
+    step.ScheduledProcedureStepStartDate = "20261130"
+    ds.ScheduledProcedureStepSequence = [step]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, write_like_original=False)
+
+
+def test_modality_find_worklist_returns_the_matching_worklists(
+        make_server, server_a, conn_a, temporary_modality, tmp_path):
+    folder = tmp_path / "worklists"
+    folder.mkdir()
+    _write_worklist(str(folder / "one.wl"), "WL^ONE", "ACC1", server_a.aet)
+    _write_worklist(str(folder / "two.wl"), "WL^TWO", "ACC2", server_a.aet)
+    _write_worklist(str(folder / "other.wl"), "OTHER^X", "ACC3", server_a.aet)
+    server = make_server("wl" + uuid.uuid4().hex[:6], plugins=("libModalityWorklists.so",),
+                         config={"Worklists": {"Enable": True, "Database": str(folder)},
+                                 "DicomModalities": {"a": server_a.as_modality()}})
+    name = temporary_modality(server.aet, "127.0.0.1", server.dicom_port)
+    answers = o.modality_find_worklist(conn_a, name, {
+        "PatientName": "WL^*", "AccessionNumber": "",
+        "ScheduledProcedureStepSequence": [{"Modality": "CT"}]})
+    assert sorted(a["AccessionNumber"] for a in answers) == ["ACC1", "ACC2"]
+    assert answers[0]["ScheduledProcedureStepSequence"] == [{"Modality": "CT"}]
