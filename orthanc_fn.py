@@ -104,7 +104,8 @@ _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTA
 
 # Which feature needs which Orthanc version: drives UnsupportedByServer. Checked against
 # Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
-# /tools/bulk-modify and bulk-anonymize 1.9.4; RequestedTags 1.11.0; labels 1.12.0;
+# /tools/bulk-{modify,anonymize,delete,content} 1.9.4; RequestedTags 1.11.0; "Asynchronous"
+# in /modalities/{id}/move 1.11.1; labels 1.12.0;
 # /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
 # back-end that has them: the default SQLite one does).
 FEATURES = {
