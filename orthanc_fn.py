@@ -290,8 +290,11 @@ def _redact_userinfo(url):
 
 
 def _new_pool():
+    # ca_certs=None: certificates are checked against OpenSSL's default store, which honours
+    # SSL_CERT_FILE / SSL_CERT_DIR. Debian's urllib3 1.26 would otherwise pin its own bundle
+    # and ignore them, leaving no way to trust a private CA (checked on python3-urllib3).
     return urllib3.PoolManager(num_pools=32, maxsize=32, block=True, retries=False,
-                               timeout=_DEFAULT_TIMEOUT)
+                               timeout=_DEFAULT_TIMEOUT, ca_certs=None)
 
 
 _POOL = _new_pool()
@@ -1299,7 +1302,7 @@ def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, 
 def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nodes):
     """Do ``upload_folder``'s work on a list of files; return Orthanc's answers (one dict per
     stored instance) and the errors, or raise as ``upload_folder`` says."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    import queue
 
     answers, errors, failure, done = [], [], None, 0
     for error in unreadable:
@@ -1307,30 +1310,49 @@ def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nod
             raise error
         errors.append((error.filename, str(error)))
     targets = _Nodes([conn, *(nodes or ())])
-    workers = max(1, int(workers or _UPLOAD_WORKERS))
-    waiting, running = iter(files), {}
-    with ThreadPoolExecutor(workers, thread_name_prefix="orthanc_fn-upload") as pool:
-        while True:
-            while failure is None and len(running) < 2 * workers:
-                file = next(waiting, None)
+    waiting, lock, stop = iter(files), threading.Lock(), threading.Event()
+    results = queue.SimpleQueue()
+
+    def work():  # take the next file until none is left or the call stops; None when leaving
+        try:
+            while not stop.is_set():
+                with lock:
+                    file = next(waiting, None)
                 if file is None:
-                    break
-                running[pool.submit(_upload_one, targets, file)] = file
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                file = running.pop(future)
+                    return
                 try:
-                    answers.extend(future.result())
-                except Exception as exc:  # kept, raised once the uploads in flight end
-                    if ignore_errors and _is_file_error(exc):
-                        errors.append((file, _reason(exc)))
-                    elif failure is None:
-                        failure = (exc, file)
-                done += 1
-                if progress is not None:
-                    progress(done, len(files))
+                    results.put((file, _upload_one(targets, file), None))
+                except Exception as exc:  # handed to the calling thread
+                    results.put((file, None, exc))
+        finally:
+            results.put(None)
+
+    threads = [threading.Thread(target=work, name="orthanc_fn-upload", daemon=True)
+               for _ in range(max(1, min(int(workers or _UPLOAD_WORKERS), len(files))))]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            result = results.get()
+            if result is None:
+                running -= 1
+                continue
+            file, stored, error = result
+            if error is None:
+                answers.extend(stored)
+            elif ignore_errors and _is_file_error(error):
+                errors.append((file, _reason(error)))
+            elif failure is None:  # raised below, once the uploads in flight have ended
+                failure = (error, file)
+                stop.set()
+            done += 1
+            if progress is not None:
+                progress(done, len(files))
+    finally:
+        stop.set()  # also when progress raises or the caller is interrupted
+        for thread in threads:
+            thread.join()
     if failure is not None:
         error, file = failure
         ids = [answer["ID"] for answer in answers]
@@ -1609,6 +1631,9 @@ def lookup(conn, level, dicom_id):
 def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_constraint,
                requested_tags):
     """Build a /tools/find body; refuse options this server would silently ignore."""
+    if query is not None and not isinstance(query, Mapping):
+        raise OrthancValueError(f"find query must be a dict of DICOM keywords to patterns, "
+                                f"got {query!r}")
     if labels_constraint not in _LABELS_CONSTRAINTS:
         raise OrthancValueError(f"labels_constraint must be one of {_LABELS_CONSTRAINTS}, "
                                 f"got {labels_constraint!r}")
@@ -1765,11 +1790,9 @@ def _touches_uids(body):
 def _start_modification(conn, action, level, orthanc_id, body, delete_original):
     """Start the /modify or /anonymize job; instances go through /tools/bulk-{action}."""
     level = _level(level)
-    body = dict(body, KeepSource=not delete_original or _touches_uids(body))
     if level == INSTANCES:
-        _require(conn, "bulk_modify")
-        return _start_job(conn, f"/tools/bulk-{action}",
-                          dict(body, Resources=[orthanc_id], Level="Instance"))
+        return _start_bulk(conn, action, level, [orthanc_id], body, delete_original)
+    body = dict(body, KeepSource=not delete_original or _touches_uids(body))
     return _start_job(conn, f"/{level}/{_segment(orthanc_id)}/{action}", body)
 
 
@@ -1932,7 +1955,7 @@ def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tag
 
 # ==== Jobs ====
 
-_JOB_FINAL_STATES = ("Success", "Failure")
+_RETRY_WITHIN_DEADLINE = _RETRY_IDEMPOTENT.new(read=0)  # a read timeout would restart the wait
 
 
 def _start_job(conn, path, body=None, *, priority=None, timeout=None):
@@ -1974,8 +1997,13 @@ def wait_job(conn, job_id, timeout=None, polling_interval=0.2):
             server; ``.job`` is its last dict).
     """
     deadline = None if timeout is None else time.monotonic() + float(timeout)
+    path = f"/jobs/{_segment(job_id, 'job id')}"
     while True:
-        job = get_job(conn, job_id)
+        if deadline is None:
+            job = _get(conn, path)
+        else:  # a server that stops answering must not hold us past the deadline
+            remaining = min(_DEFAULT_TIMEOUT.read_timeout, deadline - time.monotonic())
+            job = _get(conn, path, timeout=max(1.0, remaining), retries=_RETRY_WITHIN_DEADLINE)
         state = job.get("State")
         if state == "Success":
             return job
@@ -2713,8 +2741,7 @@ def main(argv=None):
         return exc.code
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    secrets = [s for s in (os.environ.get("ORTHANC_PASSWORD"), os.environ.get("ORTHANC_TOKEN"))
-               if s]
+    hidden = [os.environ.get(name) for name in ("ORTHANC_PASSWORD", "ORTHANC_TOKEN")]
     try:
         return args.run(_cli_connection(args.url), args)
     except BrokenPipeError:  # `| head`: stop quietly, and keep Python from complaining at exit
@@ -2724,7 +2751,7 @@ def main(argv=None):
         if args.debug:
             raise
         line = _one_line(exc)
-        for secret in secrets:
+        for secret in filter(None, hidden):  # in case a server echoes one back
             line = line.replace(secret, "***")
         print(f"orthanc_fn {args.command}: {line}", file=sys.stderr)
         return 1

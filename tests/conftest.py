@@ -6,6 +6,7 @@ default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on D
 Servers start lazily, the first time a test asks for them, and stop at the end of the session.
 """
 import os
+import subprocess
 import sys
 import threading
 
@@ -120,3 +121,42 @@ def pytest_sessionfinish(session, exitstatus):
     for server in _started:
         server.remove()
     _started.clear()
+
+
+def _tier_version(tier):
+    """'Orthanc 1.12.7 (chroot /var/cache/...)' for a tier, without starting a server."""
+    try:
+        root = orthanc_rig.root_for(tier)
+    except RuntimeError:
+        return "missing (its Debian root is not built: see tests/rig/make_root.sh)"
+    command = (["chroot", root] if root else []) + ["/usr/sbin/Orthanc", "--version"]
+    words = subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.split()
+    version = words[1] if len(words) > 1 else "?"
+    return f"Orthanc {version} ({'chroot ' + root if root else 'host'})"
+
+
+class _OrthancVersionsReport:
+    """Show which Orthanc versions the run used, in the header and (even with -q) at the end."""
+
+    def __init__(self):
+        self.used = []
+
+    def pytest_report_header(self, config):
+        return [f"tier {tier}: {_tier_version(tier)}" for tier in ("1.10", "1.12")]
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest_sessionfinish above stops the servers
+    def pytest_sessionfinish(self, session):
+        for server in _started:
+            try:
+                version = orthanc_fn.get_system(server.conn)["Version"]
+            except orthanc_fn.OrthancError:
+                version = "stopped"
+            self.used.append(f"{server.name} {version}")
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.used:
+            terminalreporter.write_line("Orthanc servers used: " + ", ".join(self.used))
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_OrthancVersionsReport(), "orthanc-fn-versions")

@@ -7,6 +7,7 @@ pid. Nothing here installs anything.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -24,6 +26,38 @@ ROOTS = os.environ.get("ORTHANC_FN_ROOTS", "/var/cache/orthanc_fn")
 USER = "fn-test"
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]  # a secret the secrecy tests look for
 _TIERS = {"1.10": "bookworm", "1.12": "trixie"}
+_running = set()  # Popen of every Orthanc started here and not stopped yet
+
+
+def _stop_all():
+    """Stop every Orthanc still running: the safety net for an interrupted or careless run."""
+    processes = [p for p in list(_running) if p.poll() is None]
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + 10
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    _running.clear()
+
+
+def _stop_all_and_die(signum, frame):
+    _stop_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+# At exit (normal end, sys.exit, an uncaught exception, Ctrl-C through pytest) and on
+# SIGTERM/SIGHUP (which would otherwise end Python without running atexit). A SIGKILL of the
+# test process cannot be caught: Orthanc then outlives it.
+atexit.register(_stop_all)
+if threading.current_thread() is threading.main_thread():
+    for _signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(_signum) is signal.SIG_DFL:
+            signal.signal(_signum, _stop_all_and_die)
 
 
 def free_port():
@@ -124,6 +158,7 @@ class Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
+        _running.add(self.process)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -143,6 +178,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        _running.discard(self.process)
         self.process = None
 
     def kill(self):
