@@ -37,6 +37,8 @@ def to_dicom_date(date):
     >>> to_dicom_date(datetime.datetime(2026, 1, 2, 3, 4))
     '20260102'
     """
+    if not isinstance(date, datetime.date):
+        raise TypeError(f"expected a date or datetime, got {date!r}")
     return date.strftime("%Y%m%d")
 
 
@@ -71,6 +73,8 @@ def to_dicom_time(value):
     >>> to_dicom_time(datetime.datetime(2026, 1, 1, 7, 8, 9, 120000))
     '070809.120000'
     """
+    if not isinstance(value, (datetime.time, datetime.datetime)):
+        raise TypeError(f"expected a time or datetime, got {value!r}")
     text = value.strftime("%H%M%S")
     return text + f".{value.microsecond:06d}" if value.microsecond else text
 
@@ -100,18 +104,26 @@ def from_dicom_time(text):
 def from_orthanc_datetime(text):
     """Parse Orthanc's ``20260126T101010`` (optionally ``.ffffff``) into a ``datetime``.
 
+    Orthanc writes it in ``LastUpdate``, ``ReceptionDate`` and the jobs' times.
+
     >>> from_orthanc_datetime("20260126T101010")
     datetime.datetime(2026, 1, 26, 10, 10, 10)
     """
     value = str(text).strip()
-    date_part, sep, time_part = value.partition("T")
-    if not sep:
+    date_part, _, time_part = value.partition("T")
+    try:
+        date, time_of_day = from_dicom_date(date_part), from_dicom_time(time_part)
+    except ValueError:
+        date = None
+    if date is None or time_of_day is None:
         raise ValueError(f"not an Orthanc date-time (YYYYMMDDTHHMMSS): {value!r}")
-    return datetime.datetime.combine(from_dicom_date(date_part), from_dicom_time(time_part))
+    return datetime.datetime.combine(date, time_of_day)
 
 
 def wait_until(predicate, timeout, polling_interval=0.1):
-    """Call ``predicate()`` until it is true or ``timeout`` seconds pass; return the last result.
+    """Call ``predicate()`` until it is true or ``timeout`` seconds pass; tell whether it was.
+
+    The predicate is called at least once, and once more at the deadline.
 
     >>> wait_until(lambda: True, timeout=1)
     True
@@ -120,30 +132,65 @@ def wait_until(predicate, timeout, polling_interval=0.1):
     while True:
         if predicate():
             return True
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return False
-        time.sleep(polling_interval)
+        time.sleep(min(polling_interval, remaining))
 
 
 def get_random_dicom_date(date_from, date_to=None):
-    """Return a random DICOM date between ``date_from`` and ``date_to`` (today by default).
+    """Return a random DICOM date between ``date_from`` and ``date_to`` (today), inclusive.
 
-    >>> get_random_dicom_date(datetime.date(2020, 5, 5), datetime.date(2020, 5, 5))
+    Bounds are dates or DICOM ``YYYYMMDD`` strings; today is read at each call.
+
+    >>> get_random_dicom_date(datetime.date(2020, 5, 5), "20200505")
     '20200505'
     """
-    date_to = date_to or datetime.date.today()
-    span = (date_to - date_from).days
-    return to_dicom_date(date_from + datetime.timedelta(days=random.randint(0, max(span, 0))))
+    first = _as_date(date_from)
+    last = datetime.date.today() if date_to is None else _as_date(date_to)
+    if first > last:
+        raise ValueError(f"get_random_dicom_date: {date_from!r} is after {last!r}")
+    return to_dicom_date(first + datetime.timedelta(days=random.randint(0, (last - first).days)))
+
+
+def _as_date(value):
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    date = from_dicom_date(value)
+    if date is None:
+        raise ValueError(f"expected a date or a DICOM date (YYYYMMDD), got {value!r}")
+    return date
 
 
 # ---- DICOM generation (pydicom + numpy) ----
 
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _SOP_CLASSES = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",
     "MR": "1.2.840.10008.5.1.4.1.1.4",
     "CR": "1.2.840.10008.5.1.4.1.1.1",
     "DX": "1.2.840.10008.5.1.4.1.1.1.1",
-    "OT": "1.2.840.10008.5.1.4.1.1.7",
+    "OT": _SECONDARY_CAPTURE,
+}
+
+# A few attributes each image module expects, so that viewers and tools take the files.
+_CROSS_SECTION = {"ImageOrientationPatient": [1, 0, 0, 0, 1, 0], "PixelSpacing": [0.5, 0.5],
+                  "SliceThickness": 1, "PatientPosition": "HFS"}
+_MODALITY_TAGS = {
+    "CT": dict(_CROSS_SECTION, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"], KVP=120,
+               RescaleIntercept=-1024, RescaleSlope=1, RescaleType="HU"),
+    "MR": dict(_CROSS_SECTION, ImageType=["ORIGINAL", "PRIMARY", "M"], ScanningSequence="SE",
+               SequenceVariant="NONE", ScanOptions="", MRAcquisitionType="2D", EchoTime=10,
+               RepetitionTime=500, MagneticFieldStrength=1.5),
+    "CR": {"BodyPartExamined": "CHEST", "ViewPosition": "PA", "PatientOrientation": ["L", "F"]},
+    "DX": {"ImageType": ["ORIGINAL", "PRIMARY"], "PresentationIntentType": "FOR PRESENTATION",
+           "BodyPartExamined": "CHEST", "ViewPosition": "PA", "PatientOrientation": ["L", "F"],
+           "ImagerPixelSpacing": [0.1, 0.1], "PixelIntensityRelationship": "LIN",
+           "PixelIntensityRelationshipSign": 1, "RescaleIntercept": 0, "RescaleSlope": 1,
+           "RescaleType": "US", "BurnedInAnnotation": "NO"},
+    "OT": {"ConversionType": "WSD"},
 }
 
 
@@ -159,29 +206,40 @@ def generate_test_dicom_file(width=128, height=128, tags=None, *, modality=None,
                              seed=None):
     """Return the bytes of a valid DICOM file with a ``width`` x ``height`` image.
 
-    ``tags`` maps DICOM keywords to values (``{"PatientName": "DOE^JOHN"}``); UIDs not given are
-    generated. ``modality`` (CT, MR, CR, DX or OT) picks the SOP class; default from ``tags``'s
-    ``Modality`` or CT. Needs pydicom and numpy.
+    ``tags`` maps DICOM keywords to values (``{"PatientName": "DOE^JOHN"}``) and wins over
+    the defaults; UIDs not given are generated. ``modality`` (CT, MR, CR, DX or OT; default
+    ``tags["Modality"]`` or CT) picks the SOP class and the attributes its module expects;
+    another modality is stored as Secondary Capture. ``bits`` (2 to 16) is BitsStored of the
+    random monochrome pixels, drawn from ``seed``. Needs pydicom and numpy.
+
+    Raises:
+        ValueError: a key of ``tags`` is not a DICOM keyword, or ``bits`` is out of range.
     """
     pydicom = _need("pydicom", "generate_test_dicom_file")
     np = _need("numpy", "generate_test_dicom_file")
+    from pydicom.datadict import tag_for_keyword
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     tags = dict(tags or {})
-    modality = (modality or tags.get("Modality") or "CT").upper()
-    sop_class = _SOP_CLASSES.get(modality, _SOP_CLASSES["OT"])
+    unknown = sorted(key for key in tags if tag_for_keyword(key) is None)
+    if unknown:
+        raise ValueError(f"not DICOM keywords: {', '.join(map(repr, unknown))}")
+    if not 2 <= int(bits) <= 16:
+        raise ValueError(f"bits must be between 2 and 16, got {bits!r}")
+    modality = str(modality or tags.get("Modality") or "CT").upper()
     ds = Dataset()
-    ds.SOPClassUID = sop_class
+    ds.SOPClassUID = _SOP_CLASSES.get(modality, _SECONDARY_CAPTURE)
     ds.SOPInstanceUID = generate_uid()
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
     ds.PatientName = "TEST^PATIENT"
     ds.PatientID = "TEST-" + ds.StudyInstanceUID[-8:]
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
-    ds.StudyDate = to_dicom_date(datetime.date.today())
-    ds.StudyTime = "120000"
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = to_dicom_date(datetime.date.today())
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
     ds.StudyDescription = "orthanc_fn test study"
     ds.SeriesDescription = "orthanc_fn test series"
     ds.AccessionNumber = ""
@@ -191,34 +249,45 @@ def generate_test_dicom_file(width=128, height=128, tags=None, *, modality=None,
     ds.Modality = modality
     ds.Manufacturer = "orthanc_fn"
     ds.ReferringPhysicianName = ""
+    for keyword, value in _MODALITY_TAGS.get(modality, _MODALITY_TAGS["OT"]).items():
+        setattr(ds, keyword, value)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = int(height)
     ds.Columns = int(width)
     ds.BitsAllocated = 16 if bits > 8 else 8
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
+    ds.BitsStored = int(bits)
+    ds.HighBit = int(bits) - 1
     ds.PixelRepresentation = 0
-    rng = np.random.default_rng(seed)
-    dtype = np.uint16 if bits > 8 else np.uint8
-    pixels = rng.integers(0, 2 ** bits, size=(int(height), int(width)), dtype=dtype)
-    ds.PixelData = pixels.tobytes()
     for keyword, value in tags.items():
         setattr(ds, keyword, value)
+    if "ImageOrientationPatient" in ds and "ImagePositionPatient" not in ds:
+        ds.ImagePositionPatient = [0, 0, int(ds.InstanceNumber or 1)]
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 2 ** int(bits), size=(int(height), int(width)),
+                          dtype=np.uint16 if bits > 8 else np.uint8)
+    data = pixels.tobytes()
+    ds.PixelData = data + b"\0" * (len(data) % 2)  # values have an even length
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    else:  # pydicom 2.x (Debian 12 ships 2.3)
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        pydicom.dcmwrite(buffer, ds, write_like_original=False)
     return buffer.getvalue()
 
 
-def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32, modality=None):
-    """Return ``series`` x ``instances`` DICOM files (bytes) of one study and patient.
+def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32,
+                        modality=None):
+    """Return ``series`` x ``instances`` DICOM files (bytes) of one study and one patient.
 
-    ``tags`` apply to every file; each series gets its own SeriesInstanceUID and number.
+    ``tags`` apply to every file; each series gets its own SeriesInstanceUID, number and
+    frame of reference, each instance its number. Needs pydicom and numpy.
     """
     _need("pydicom", "generate_test_study")
     from pydicom.uid import generate_uid
@@ -227,7 +296,8 @@ def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32
     common.update(tags or {})
     files = []
     for series_number in range(1, series + 1):
-        series_tags = {"SeriesInstanceUID": generate_uid(), "SeriesNumber": series_number}
+        series_tags = {"SeriesInstanceUID": generate_uid(), "SeriesNumber": series_number,
+                       "FrameOfReferenceUID": generate_uid()}
         series_tags.update(common)
         for instance_number in range(1, instances + 1):
             files.append(generate_test_dicom_file(
