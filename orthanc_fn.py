@@ -1281,8 +1281,8 @@ _UPLOAD_WORKERS = 8  # parallel uploads: Orthanc stores in parallel, the pool ho
 def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None):
     """Store every file under ``path`` (recursively, dot-files skipped) in parallel.
 
-    Each file is read only when a worker sends it, so memory follows ``workers`` (default
-    ``_UPLOAD_WORKERS``), not the folder size. ``progress(done, total)`` is called after each
+    Each file is read only when one of the ``workers`` threads (default 8) sends it, so memory
+    follows ``workers``, not the folder size. ``progress(done, total)`` is called after each
     file, from the calling thread. ``nodes``: more ``Connection`` s of the same cluster; files
     go to ``conn`` and the nodes in turn, and a node that cannot be reached is dropped for the
     rest of the call, its file sent to another one.

@@ -1,0 +1,157 @@
+"""Jobs: wait for a job, its failure and timeout, and cancel / pause / resume / resubmit.
+
+A dedicated server runs one job at a time. A C-STORE to a "black hole" modality (a socket that
+accepts the connection and never answers) keeps its worker busy for DicomScuTimeout (2 s), so
+a job submitted after it stays Pending long enough to be paused, resumed and cancelled.
+"""
+import socket
+import time
+
+import pytest
+
+import orthanc_fn as o
+import orthanc_fn_helpers as h
+import orthanc_rig
+
+
+@pytest.fixture(scope="module")
+def jobs_conn(make_server):
+    return make_server("jobs", config={"ConcurrentJobs": 1, "DicomScuTimeout": 2}).conn
+
+
+@pytest.fixture(scope="module")
+def black_hole(jobs_conn):
+    """A modality whose socket accepts connections and never answers an association."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    o._put(jobs_conn, "/modalities/blackhole",
+           {"AET": "HOLE", "Host": "127.0.0.1", "Port": listener.getsockname()[1]})
+    yield "blackhole"
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def closed_port_modality(jobs_conn):
+    o._put(jobs_conn, "/modalities/closed",
+           {"AET": "CLOSED", "Host": "127.0.0.1", "Port": orthanc_rig.free_port()})
+    return "closed"
+
+
+@pytest.fixture
+def instance_id(jobs_conn):
+    return o.upload(jobs_conn, h.generate_test_dicom_file(8, 8))[0]
+
+
+@pytest.fixture
+def study_id(jobs_conn, instance_id):
+    return o.get_parent_id(jobs_conn, o.INSTANCES, instance_id, o.STUDIES)
+
+
+def _store_job(conn, modality, instance_id):
+    return o._start_job(conn, f"/modalities/{modality}/store", {"Resources": [instance_id]})
+
+
+@pytest.fixture
+def pending_job(jobs_conn, black_hole, instance_id, study_id):
+    """A job that waits behind a busy worker: (job id, the blocking job id)."""
+    blocker = _store_job(jobs_conn, black_hole, instance_id)
+    assert h.wait_until(lambda: o.get_job(jobs_conn, blocker)["State"] == "Running", 10)
+    job_id = o._start_job(jobs_conn, f"/studies/{study_id}/anonymize", {})
+    yield job_id
+    for job in (job_id, blocker):
+        if o.get_job(jobs_conn, job)["State"] not in ("Success", "Failure"):
+            o.cancel_job(jobs_conn, job)
+
+
+def test_start_job_returns_the_id_of_a_job_the_server_knows(jobs_conn, study_id):
+    job_id = o._start_job(jobs_conn, f"/studies/{study_id}/anonymize", {})
+    assert o.get_job(jobs_conn, job_id)["ID"] == job_id
+
+
+def test_start_job_does_not_mutate_the_body(jobs_conn, study_id):
+    body = {"Replace": {"PatientName": "X"}}
+    o._start_job(jobs_conn, f"/studies/{study_id}/modify", body)
+    assert body == {"Replace": {"PatientName": "X"}}
+
+
+def test_wait_job_returns_the_final_dict_of_a_successful_job(jobs_conn, study_id):
+    job_id = o._start_job(jobs_conn, f"/studies/{study_id}/anonymize", {})
+    job = o.wait_job(jobs_conn, job_id, timeout=30)
+    assert job["ID"] == job_id and job["State"] == "Success" and job["Progress"] == 100
+    assert o.exists(jobs_conn, o.STUDIES, job["Content"]["ID"])
+
+
+def test_wait_job_raises_job_failed_with_orthancs_error_code_and_description(
+        jobs_conn, closed_port_modality, instance_id):
+    job_id = _store_job(jobs_conn, closed_port_modality, instance_id)
+    with pytest.raises(o.JobFailed) as info:
+        o.wait_job(jobs_conn, job_id, timeout=30)
+    job = info.value.job
+    assert job["ID"] == job_id and job["State"] == "Failure" and job["ErrorCode"] != 0
+    message = str(info.value)
+    assert job_id in message and f"ErrorCode {job['ErrorCode']}" in message
+    assert job["ErrorDescription"] in message
+    if job.get("ErrorDetails"):
+        assert job["ErrorDetails"] in message
+
+
+def test_wait_job_raises_orthanc_timeout_past_the_timeout(jobs_conn, pending_job):
+    started = time.monotonic()
+    with pytest.raises(o.OrthancTimeout) as info:
+        o.wait_job(jobs_conn, pending_job, timeout=0.5, polling_interval=0.1)
+    assert time.monotonic() - started < 4
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.job["ID"] == pending_job and pending_job in str(info.value)
+
+
+def test_get_job_raises_not_found_for_an_unknown_job(jobs_conn):
+    with pytest.raises(o.NotFound):
+        o.get_job(jobs_conn, "no-such-job")
+
+
+def test_pause_job_pauses_and_resume_job_resumes_a_pending_job(jobs_conn, pending_job):
+    o.pause_job(jobs_conn, pending_job)
+    assert o.get_job(jobs_conn, pending_job)["State"] == "Paused"
+    o.resume_job(jobs_conn, pending_job)
+    assert o.get_job(jobs_conn, pending_job)["State"] in ("Pending", "Running", "Success")
+
+
+def test_a_resumed_job_runs_to_success(jobs_conn, pending_job):
+    o.pause_job(jobs_conn, pending_job)
+    o.resume_job(jobs_conn, pending_job)
+    assert o.wait_job(jobs_conn, pending_job, timeout=30)["State"] == "Success"
+
+
+def test_cancel_job_makes_the_job_fail_and_wait_job_says_so(jobs_conn, pending_job):
+    o.cancel_job(jobs_conn, pending_job)
+    with pytest.raises(o.JobFailed) as info:
+        o.wait_job(jobs_conn, pending_job, timeout=10)
+    assert info.value.job["State"] == "Failure"
+
+
+def test_resubmit_job_runs_a_failed_job_again(jobs_conn, closed_port_modality, instance_id):
+    job_id = _store_job(jobs_conn, closed_port_modality, instance_id)
+    with pytest.raises(o.JobFailed) as first:
+        o.wait_job(jobs_conn, job_id, timeout=30)
+    time.sleep(0.01)  # CompletionTime has microseconds: the rerun must differ
+    o.resubmit_job(jobs_conn, job_id)
+    with pytest.raises(o.JobFailed) as second:
+        o.wait_job(jobs_conn, job_id, timeout=30)
+    assert second.value.job["CompletionTime"] != first.value.job["CompletionTime"]
+
+
+def test_job_functions_refuse_a_job_id_that_is_not_a_path_segment(jobs_conn):
+    for function in (o.get_job, o.cancel_job, o.pause_job, o.resume_job, o.resubmit_job):
+        with pytest.raises(o.OrthancValueError):
+            function(jobs_conn, "../system")
+
+
+def test_anonymize_raises_orthanc_timeout_when_its_job_does_not_finish_in_time(
+        jobs_conn, pending_job, study_id):
+    with pytest.raises(o.OrthancTimeout) as info:
+        o.anonymize(jobs_conn, o.STUDIES, study_id, delete_original=True, timeout=0.5)
+    job = info.value.job
+    assert job["Type"] == "ResourceModification" and job["ID"] in str(info.value)
+    o.cancel_job(jobs_conn, job["ID"])
+    assert o.exists(jobs_conn, o.STUDIES, study_id)

@@ -1,0 +1,266 @@
+"""Modify and anonymize: every level, every option, and the original kept until the copy exists.
+
+Server A has OverwriteInstances true, B keeps the default (false).
+"""
+import io
+
+import pytest
+from pydicom.uid import generate_uid
+
+import orthanc_fn as o
+import orthanc_fn_helpers as h
+
+
+def _upload_study(conn, series=1, instances=2, **tags):
+    """Upload a study; return (study id, instance ids)."""
+    tags.setdefault("PatientName", "DOE^JOHN")
+    tags.setdefault("PatientID", "PID-" + generate_uid()[-10:])
+    ids = [i for f in h.generate_test_study(series, instances, tags) for i in o.upload(conn, f)]
+    return o.get_parent_id(conn, o.INSTANCES, ids[0], o.STUDIES), ids
+
+
+def _patient_tags(conn, study_id):
+    return o.get_info(conn, o.STUDIES, study_id)["PatientMainDicomTags"]
+
+
+def _instance_tags(conn, instance_id):
+    return o._get(conn, f"/instances/{instance_id}/simplified-tags")
+
+
+# ---- anonymize
+
+def test_anonymize_study_keeps_and_replaces_tags_and_keeps_the_original(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    new_id = o.anonymize(conn_a, o.STUDIES, study_id, keep_tags=["PatientName"],
+                         replace_tags={"PatientID": "ANON"}, force=True, timeout=60)
+    assert new_id != study_id
+    assert _patient_tags(conn_a, new_id)["PatientName"] == "DOE^JOHN"
+    assert _patient_tags(conn_a, new_id)["PatientID"] == "ANON"
+    assert o.exists(conn_a, o.STUDIES, study_id)
+    assert o.get_info(conn_a, o.STUDIES, new_id)["AnonymizedFrom"] == study_id
+
+
+def test_anonymize_with_delete_original_deletes_it_once_the_new_study_exists(conn_a):
+    study_id, _ = _upload_study(conn_a, series=2, instances=2)
+    new_id = o.anonymize(conn_a, o.STUDIES, study_id, keep_tags=["PatientName"],
+                         replace_tags={"PatientID": "ANON"}, force=True, delete_original=True,
+                         timeout=60)
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+    assert len(o.get_children_ids(conn_a, o.STUDIES, new_id, o.INSTANCES)) == 4
+
+
+def test_anonymize_without_options_removes_the_patient_name(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    new_id = o.anonymize(conn_a, o.STUDIES, study_id)
+    assert _patient_tags(conn_a, new_id)["PatientName"] != "DOE^JOHN"
+
+
+@pytest.mark.parametrize("level", [o.PATIENTS, o.SERIES, o.INSTANCES])
+def test_anonymize_returns_a_new_resource_of_the_same_level(conn_a, level):
+    _, instance_ids = _upload_study(conn_a)
+    orthanc_id = (instance_ids[0] if level == o.INSTANCES
+                  else o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], level))
+    new_id = o.anonymize(conn_a, level, orthanc_id, replace_tags={"StudyDescription": "ANON"})
+    assert new_id != orthanc_id
+    info = o.get_info(conn_a, level, new_id)
+    assert info["Type"] == {o.PATIENTS: "Patient", o.SERIES: "Series",
+                            o.INSTANCES: "Instance"}[level]
+    assert o.exists(conn_a, level, orthanc_id)
+
+
+@pytest.mark.parametrize("level", [o.SERIES, o.INSTANCES])
+def test_anonymize_with_delete_original_at_lower_levels_deletes_only_the_original(conn_a, level):
+    _, instance_ids = _upload_study(conn_a)
+    orthanc_id = (instance_ids[0] if level == o.INSTANCES
+                  else o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], level))
+    new_id = o.anonymize(conn_a, level, orthanc_id, delete_original=True)
+    assert o.exists(conn_a, level, new_id) and not o.exists(conn_a, level, orthanc_id)
+
+
+def _file_with_a_private_tag():
+    import pydicom
+    dataset = pydicom.dcmread(io.BytesIO(h.generate_test_dicom_file(8, 8)))
+    block = dataset.private_block(0x0009, "ORTHANC_FN_TEST", create=True)
+    block.add_new(0x10, "LO", "private-value")
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("keep, present", [(True, True), (False, False)])
+def test_anonymize_keep_private_tags_decides_whether_private_tags_survive(conn_a, keep,
+                                                                          present):
+    instance_id = o.upload(conn_a, _file_with_a_private_tag())[0]
+    new_id = o.anonymize(conn_a, o.INSTANCES, instance_id, keep_private_tags=keep)
+    tags = o._get(conn_a, f"/instances/{new_id}/tags", {"short": ""})
+    assert ("0009,1010" in tags) == present
+
+
+def test_anonymize_as_job_returns_a_job_whose_content_is_the_new_study(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    job_id = o.anonymize_as_job(conn_a, o.STUDIES, study_id, replace_tags={"PatientID": "J"},
+                                force=True)
+    job = o.wait_job(conn_a, job_id, timeout=60)
+    assert job["Content"]["IsAnonymization"] is True
+    assert _patient_tags(conn_a, job["Content"]["ID"])["PatientID"] == "J"
+    assert o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_anonymize_as_job_of_an_instance_runs_a_bulk_job_listing_the_new_instance(conn_a):
+    _, instance_ids = _upload_study(conn_a)
+    job = o.wait_job(conn_a, o.anonymize_as_job(conn_a, o.INSTANCES, instance_ids[0]), 60)
+    new = [r["ID"] for r in job["Content"]["Resources"] if r["Type"] == "Instance"]
+    assert len(new) == 1 and new[0] != instance_ids[0] and o.exists(conn_a, o.INSTANCES, new[0])
+
+
+# ---- modify
+
+def test_modify_study_replaces_a_tag_and_deletes_the_original_by_default(conn_a):
+    study_id, _ = _upload_study(conn_a, series=2)
+    new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "NEW"},
+                      timeout=60)
+    info = o.get_info(conn_a, o.STUDIES, new_id)
+    assert info["MainDicomTags"]["StudyDescription"] == "NEW"
+    assert info["ModifiedFrom"] == study_id and len(info["Series"]) == 2
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_modify_with_delete_original_false_keeps_both(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "NEW"},
+                      delete_original=False)
+    assert o.exists(conn_a, o.STUDIES, study_id) and o.exists(conn_a, o.STUDIES, new_id)
+
+
+def test_modify_removes_the_tags_of_remove_tags(conn_a):
+    study_id, _ = _upload_study(conn_a, instances=1, StudyDescription="GONE")
+    new_id = o.modify(conn_a, o.STUDIES, study_id, remove_tags=["StudyDescription"])
+    new_instance = o.get_children_ids(conn_a, o.STUDIES, new_id, o.INSTANCES)[0]
+    assert "StudyDescription" not in _instance_tags(conn_a, new_instance)
+
+
+def test_modify_that_orthanc_refuses_raises_http_error_and_leaves_the_original(conn_a):
+    study_id, instance_ids = _upload_study(conn_a, StudyDescription="ORIGINAL")
+    with pytest.raises(o.HttpError) as info:
+        o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyInstanceUID": "1.2.3.4"})
+    assert info.value.status == 400 and "Force" in str(info.value)
+    assert "Force" in info.value.orthanc["Details"]
+    assert o.get_info(conn_a, o.STUDIES, study_id)["MainDicomTags"]["StudyDescription"] == \
+        "ORIGINAL"
+    assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == \
+        sorted(instance_ids)
+
+
+def test_modify_with_force_replaces_the_study_instance_uid(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    uid = generate_uid()
+    new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyInstanceUID": uid},
+                      force=True)
+    assert o.get_info(conn_a, o.STUDIES, new_id)["MainDicomTags"]["StudyInstanceUID"] == uid
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_modify_keeping_every_uid_rewrites_the_study_in_place_and_loses_nothing(conn_a):
+    study_id, instance_ids = _upload_study(conn_a)
+    new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "INPLACE"},
+                      keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+                      force=True, delete_original=True)
+    assert new_id == study_id
+    assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == \
+        sorted(instance_ids)
+    for instance_id in instance_ids:  # the files changed (the study's index keeps old tags)
+        assert _instance_tags(conn_a, instance_id)["StudyDescription"] == "INPLACE"
+
+
+def test_modify_patient_needs_force_to_replace_the_patient_id(conn_a):
+    study_id, instance_ids = _upload_study(conn_a)
+    patient_id = o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], o.PATIENTS)
+    new_id = o.modify(conn_a, o.PATIENTS, patient_id, replace_tags={"PatientID": "NEWPID"},
+                      force=True)
+    assert o.get_info(conn_a, o.PATIENTS, new_id)["MainDicomTags"]["PatientID"] == "NEWPID"
+    assert not o.exists(conn_a, o.PATIENTS, patient_id)
+
+
+def test_modify_series_returns_the_new_series(conn_a):
+    _, instance_ids = _upload_study(conn_a)
+    series_id = o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], o.SERIES)
+    new_id = o.modify(conn_a, o.SERIES, series_id, replace_tags={"SeriesDescription": "S2"})
+    assert o.get_info(conn_a, o.SERIES, new_id)["MainDicomTags"]["SeriesDescription"] == "S2"
+    assert not o.exists(conn_a, o.SERIES, series_id)
+
+
+def test_modify_instance_stores_the_modified_instance_and_deletes_the_original(conn_a):
+    _, instance_ids = _upload_study(conn_a)
+    new_id = o.modify(conn_a, o.INSTANCES, instance_ids[0],
+                      replace_tags={"SeriesDescription": "MODIFIED"})
+    assert new_id != instance_ids[0]
+    assert _instance_tags(conn_a, new_id)["SeriesDescription"] == "MODIFIED"
+    assert not o.exists(conn_a, o.INSTANCES, instance_ids[0])
+
+
+def test_modify_instance_keeping_its_uid_overwrites_it_where_the_server_allows(conn_a):
+    _, instance_ids = _upload_study(conn_a)
+    new_id = o.modify(conn_a, o.INSTANCES, instance_ids[0], keep_tags=["SOPInstanceUID"],
+                      replace_tags={"SeriesDescription": "OVER"}, force=True)
+    assert new_id == instance_ids[0]
+    assert _instance_tags(conn_a, new_id)["SeriesDescription"] == "OVER"
+
+
+def test_modify_instance_keeping_its_uid_raises_conflict_where_the_server_does_not_overwrite(
+        conn_b):
+    _, instance_ids = _upload_study(conn_b)
+    with pytest.raises(o.Conflict) as info:
+        o.modify(conn_b, o.INSTANCES, instance_ids[0], keep_tags=["SOPInstanceUID"],
+                 replace_tags={"SeriesDescription": "OVER"}, force=True)
+    assert "OverwriteInstances" in str(info.value)
+    assert _instance_tags(conn_b, instance_ids[0])["SeriesDescription"] != "OVER"
+
+
+def test_modify_as_job_returns_a_job_id_and_the_job_deletes_the_original(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    job_id = o.modify_as_job(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "J"})
+    job = o.wait_job(conn_a, job_id, timeout=60)
+    assert o.exists(conn_a, o.STUDIES, job["Content"]["ID"])
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_modify_as_job_of_an_instance_keeps_the_original_when_asked(conn_a):
+    _, instance_ids = _upload_study(conn_a)
+    job_id = o.modify_as_job(conn_a, o.INSTANCES, instance_ids[0],
+                             replace_tags={"SeriesDescription": "J"}, delete_original=False)
+    job = o.wait_job(conn_a, job_id, timeout=60)
+    new = [r["ID"] for r in job["Content"]["Resources"] if r["Type"] == "Instance"][0]
+    assert _instance_tags(conn_a, new)["SeriesDescription"] == "J"
+    assert o.exists(conn_a, o.INSTANCES, instance_ids[0])
+
+
+def test_modify_raises_not_found_for_an_unknown_study(conn_a):
+    with pytest.raises(o.NotFound):
+        o.modify(conn_a, o.STUDIES, "00000000-00000000-00000000-00000000-00000000",
+                 replace_tags={"StudyDescription": "X"})
+
+
+def test_modify_does_not_mutate_its_arguments(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    replace, remove = {"StudyDescription": "X"}, ["SeriesDescription"]
+    o.modify(conn_a, o.STUDIES, study_id, replace_tags=replace, remove_tags=remove)
+    assert replace == {"StudyDescription": "X"} and remove == ["SeriesDescription"]
+
+
+def test_modify_study_keeping_uids_raises_job_failed_where_the_server_does_not_overwrite(
+        conn_b):
+    study_id, instance_ids = _upload_study(conn_b, StudyDescription="ORIGINAL")
+    with pytest.raises(o.JobFailed) as info:
+        o.modify(conn_b, o.STUDIES, study_id, replace_tags={"StudyDescription": "X"},
+                 keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+                 force=True, timeout=60)
+    assert info.value.job["ErrorCode"] != 0
+    for instance_id in instance_ids:
+        assert _instance_tags(conn_b, instance_id)["StudyDescription"] == "ORIGINAL"
+
+
+@pytest.mark.parametrize("remove, present", [((), True), (["SeriesNumber"], False)])
+def test_anonymize_remove_tags_removes_tags_anonymization_would_keep(conn_a, remove, present):
+    _, instance_ids = _upload_study(conn_a)
+    new_id = o.anonymize(conn_a, o.INSTANCES, instance_ids[0], remove_tags=remove)
+    assert ("SeriesNumber" in _instance_tags(conn_a, new_id)) == present
