@@ -300,10 +300,12 @@ def _new_pool():
 _POOL = _new_pool()
 _POOL_LOCK = threading.Lock()
 
-# Connection failures before sending, and 502/503, are retried for every method. A read
-# timeout or a reset after sending is retried only for idempotent methods: never a POST twice.
+# Connection failures before sending, and 502/503, are retried for every method (a 503 from
+# Orthanc means nothing was done, e.g. a cluster's database could not serialize a write). A
+# read timeout or a reset after sending is retried only for idempotent methods: never a POST
+# twice. Back-off 0.1 s doubling: the 8 status retries wait up to about 13 s in all.
 _RETRY_IDEMPOTENT = urllib3.Retry(
-    total=4, connect=3, read=2, status=4, other=0, backoff_factor=0.1,
+    total=10, connect=3, read=2, status=8, other=0, backoff_factor=0.1,
     status_forcelist=(502, 503), allowed_methods=("GET", "PUT", "DELETE", "HEAD"),
     raise_on_status=False, respect_retry_after_header=True)
 _RETRY_POST = _RETRY_IDEMPOTENT.new(read=0, allowed_methods=("POST",))

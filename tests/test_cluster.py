@@ -1,9 +1,11 @@
 """Several Orthanc nodes over one PostgreSQL database: uploads spread over nodes lose nothing.
 
 The cluster is real: Debian's PostgreSQL server on loopback and two Orthanc 1.10 nodes with
-Debian's orthanc-postgresql index and storage plugins, both on the same database. Each node is
-reached through a counting loopback proxy of the test's own, which tells how many 503 answers
-the cluster gave (each one retried by orthanc_fn's transport).
+Debian's orthanc-postgresql index and storage plugins, both on the same database. The nodes do
+not retry writes that PostgreSQL could not serialize (``MaximumConnectionRetries: 0``), so those
+conflicts reach the client as 503 answers. Each node is reached through a counting loopback
+proxy of the test's own, which tells how many 503 answers the cluster gave; orthanc_fn's
+transport retried each of them, or an instance would be missing.
 """
 import os
 import threading
@@ -21,7 +23,8 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def cluster():
     postgres = postgres_rig.Postgres().start()
-    nodes = [postgres_rig.cluster_node(name, postgres) for name in ("n1", "n2")]
+    nodes = [postgres_rig.cluster_node(name, postgres, serialization_retries=0)
+             for name in ("n1", "n2")]
     try:
         for node in nodes:
             node.start()
@@ -38,11 +41,12 @@ def empty_cluster(cluster):
     return cluster
 
 
-def _write_study_files(folder, count):
-    """Write ``count`` instances as files, in studies of 50."""
-    for study in range(0, count, 50):
-        for index, data in enumerate(h.generate_test_study(series=1, instances=min(50, count - study),
-                                                           width=8, height=8)):
+def _write_study_files(folder, count, per_study=500):
+    """Write ``count`` instances as files, in large studies (writes to one study conflict)."""
+    for study in range(0, count, per_study):
+        files = h.generate_test_study(series=5, instances=min(per_study, count - study) // 5,
+                                      width=8, height=8)
+        for index, data in enumerate(files):
             path = folder / f"s{study:05d}" / f"{index:03d}.dcm"
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(data)

@@ -61,18 +61,23 @@ class Postgres:
             _as_postgres([_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"])
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def orthanc_config(self):
-        """The ``PostgreSQL`` section for an Orthanc node of a cluster on this database."""
+    def orthanc_config(self, serialization_retries=10):
+        """The ``PostgreSQL`` section for an Orthanc node of a cluster on this database.
+
+        ``serialization_retries``: how often the node itself retries a write that PostgreSQL
+        could not serialize before answering 503 (the plugin's ``MaximumConnectionRetries``).
+        """
         return {
             "EnableIndex": True, "EnableStorage": True, "Host": "127.0.0.1",
             "Port": self.port, "Database": "orthanc", "Username": "postgres",
             "Password": self.password, "Lock": False, "IndexConnectionsCount": 4,
-            "MaximumConnectionRetries": 10, "ConnectionRetryInterval": 1,
+            "MaximumConnectionRetries": serialization_retries, "ConnectionRetryInterval": 1,
         }
 
 
-def cluster_node(name, postgres):
+def cluster_node(name, postgres, serialization_retries=10):
     """An Orthanc node (not started) that keeps its index and files in ``postgres``."""
-    return orthanc_rig.Server(name, config={"PostgreSQL": postgres.orthanc_config()},
+    return orthanc_rig.Server(name, config={
+        "PostgreSQL": postgres.orthanc_config(serialization_retries)},
                               plugins=("libOrthancPostgreSQLIndex.so",
                                        "libOrthancPostgreSQLStorage.so"))
