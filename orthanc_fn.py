@@ -1245,30 +1245,40 @@ def _reason(error):
     return str(error)
 
 
+_NODE_RECOVERY = 30.0  # seconds an upload waits for its last server to answer again
+
+
 class _Nodes:
-    """The servers an upload is spread over, in turn; one that cannot be reached is dropped."""
+    """The servers an upload is spread over, in turn.
+
+    A node that cannot be reached (refused, reset, no answer) is dropped and the file goes to
+    another one. The last node is never dropped: the upload waits up to ``_NODE_RECOVERY``
+    seconds for it to answer again (a restart) and sends the file once more. Sending a DICOM
+    file twice stores it once: Orthanc identifies an instance by its UIDs.
+    """
 
     def __init__(self, conns):
         self.alive = list(conns)
         self.turn = 0
         self.lock = threading.Lock()
-        self.last_error = None
 
     def upload(self, data):
+        resent = False
         while True:
             with self.lock:
-                if not self.alive:
-                    raise self.last_error
                 conn = self.alive[self.turn % len(self.alive)]
                 self.turn += 1
             try:
                 return _store(conn, data)  # Orthanc's answers, one per instance
-            except OrthancConnectionError as exc:
+            except (OrthancConnectionError, OrthancTimeout) as exc:
                 with self.lock:
-                    if conn in self.alive:
+                    last = self.alive == [conn]
+                    if not last and conn in self.alive:
                         _log.warning("upload: dropping node %s (%s)", conn.url, exc)
                         self.alive.remove(conn)
-                    self.last_error = exc
+                if last and (resent or not wait_started(conn, _NODE_RECOVERY)):
+                    raise
+                resent = resent or last
 
 
 def _upload_one(nodes, path):
@@ -1287,7 +1297,8 @@ def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, 
     follows ``workers``, not the folder size. ``progress(done, total)`` is called after each
     file, from the calling thread. ``nodes``: more ``Connection`` s of the same cluster; files
     go to ``conn`` and the nodes in turn, and a node that cannot be reached is dropped for the
-    rest of the call, its file sent to another one.
+    rest of the call, its file sent to another one. When the last server stops answering
+    (a restart), each upload waits up to 30 s for it and sends its file once more.
 
     With ``ignore_errors``, every refused or unreadable file is listed in ``errors`` with
     Orthanc's reason. Without it, the first one raises ``BadFileFormat`` (or the ``OSError``)

@@ -370,8 +370,6 @@ def test_modify_instances_set_in_place_without_overwrite_keeps_the_originals(con
 
 # ---- 1. Server restart mid-upload ----
 
-@pytest.mark.xfail(strict=True, reason="upload_folder raises the OrthancConnectionError of the "
-                   "files in flight when the server dies, instead of listing them in errors")
 def test_upload_folder_loses_nothing_when_the_server_is_killed_and_restarted(
         make_server, tmp_path):
     from pydicom.uid import generate_uid
