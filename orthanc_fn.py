@@ -298,7 +298,6 @@ def _new_pool():
 
 
 _POOL = _new_pool()
-_POOL_LOCK = threading.Lock()
 
 # Connection failures before sending, and 502/503, are retried for every method (a 503 from
 # Orthanc means nothing was done, e.g. a cluster's database could not serialize a write). A
@@ -327,6 +326,15 @@ def _segment(value, what="id"):
             or any(ord(c) < 32 for c in text):
         raise OrthancValueError(f"invalid {what} {text!r}: not a single URL path segment")
     return quote(text, safe="")
+
+
+def _as_list(value):
+    """One id or name (a ``str``), or several: always a new list.
+
+    >>> _as_list("a"), _as_list(("a", "b"))
+    (['a'], ['a', 'b'])
+    """
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _level(level):
@@ -721,7 +729,7 @@ def delete(conn, level, orthanc_ids):
     the ids it does not know and does not check their level.
     """
     level = _level(level)
-    ids = [orthanc_ids] if isinstance(orthanc_ids, str) else list(orthanc_ids)
+    ids = _as_list(orthanc_ids)
     paths = [f"/{level}/{_segment(orthanc_id)}" for orthanc_id in ids]
     if len(ids) > 1 and get_version(conn) >= FEATURES["bulk_delete"]:
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
@@ -866,7 +874,7 @@ def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout
     copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``).
     Orthanc: POST /studies/{id}/merge as a job.
     """
-    ids = _id_list(series_ids)
+    ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(target_study_id)}/merge",
                    {"Resources": ids, "KeepSource": True}, timeout=timeout)
     return _move_done(conn, job, ids, keep_source)
@@ -879,7 +887,7 @@ def split_study(conn, study_id, series_ids, replace_tags=None, keep_source=False
     ``replace_tags`` sets study or patient tags of the new study. Sources go as in
     ``merge_study``. Orthanc: POST /studies/{id}/split as a job.
     """
-    ids = _id_list(series_ids)
+    ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(study_id)}/split",
                    {"Series": ids, "Replace": dict(replace_tags or {}), "KeepSource": True},
                    timeout=timeout)
@@ -1245,7 +1253,7 @@ def _reason(error):
     return str(error)
 
 
-_NODE_RECOVERY = 30.0  # seconds an upload waits for its last server to answer again
+_NODE_RECOVERY = 10.0  # seconds an upload waits for its last server to answer again
 
 
 class _Nodes:
@@ -1298,7 +1306,7 @@ def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, 
     file, from the calling thread. ``nodes``: more ``Connection`` s of the same cluster; files
     go to ``conn`` and the nodes in turn, and a node that cannot be reached is dropped for the
     rest of the call, its file sent to another one. When the last server stops answering
-    (a restart), each upload waits up to 30 s for it and sends its file once more.
+    (a restart), each upload waits up to 10 s for it and sends its file once more.
 
     With ``ignore_errors``, every refused or unreadable file is listed in ``errors`` with
     Orthanc's reason. Without it, the first one raises ``BadFileFormat`` (or the ``OSError``)
@@ -1540,7 +1548,7 @@ def download_instances(conn, orthanc_ids, folder, *, workers=None):
 
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    ids = _id_list(orthanc_ids)
+    ids = _as_list(orthanc_ids)
     paths = [os.path.join(folder, _segment(orthanc_id) + ".dcm") for orthanc_id in ids]
     with ThreadPoolExecutor(max(1, int(workers or _DOWNLOAD_WORKERS)),
                             thread_name_prefix="orthanc_fn-download") as pool:
@@ -1654,7 +1662,7 @@ def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_con
             "Expand": bool(expand), "CaseSensitive": bool(case_sensitive)}
     if labels is not None:
         _require(conn, "labels")
-        body["Labels"] = [labels] if isinstance(labels, str) else list(labels)
+        body["Labels"] = _as_list(labels)
         body["LabelsConstraint"] = labels_constraint
     if requested_tags is not None:
         _require(conn, "requested_tags")
@@ -1783,13 +1791,9 @@ _UID_TAGS = {"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
              "0020,000D", "0020,000E", "0008,0018"}
 
 
-def _tag_list(tags):
-    return [tags] if isinstance(tags, str) else list(tags)
-
-
 def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
-    body = {"Replace": dict(replace_tags or {}), "Remove": _tag_list(remove_tags),
-            "Keep": _tag_list(keep_tags), "Force": bool(force)}
+    body = {"Replace": dict(replace_tags or {}), "Remove": _as_list(remove_tags),
+            "Keep": _as_list(keep_tags), "Force": bool(force)}
     if keep_private_tags is not None:
         body["KeepPrivateTags"] = bool(keep_private_tags)
     return body
@@ -1809,18 +1813,41 @@ def _start_modification(conn, action, level, orthanc_id, body, delete_original):
     return _start_job(conn, f"/{level}/{_segment(orthanc_id)}/{action}", body)
 
 
-def _modification(conn, action, level, orthanc_id, body, delete_original, timeout):
+def _modification(conn, action, level, orthanc_id, body, delete_original, timeout, progress):
     """Run /modify or /anonymize, wait, delete the original once the new one is stored."""
     level = _level(level)
     if level == INSTANCES:
         return _modify_instance(conn, action, orthanc_id, body, delete_original, timeout)
+    ourselves = delete_original and _touches_uids(body)  # see _start_modification
+    originals = set(get_children_ids(conn, level, orthanc_id, INSTANCES)) if ourselves else ()
     job = wait_job(conn, _start_modification(conn, action, level, orthanc_id, body,
-                                             delete_original), timeout=timeout)
+                                             delete_original), timeout=timeout,
+                   progress=progress)
     new_id = job["Content"]["ID"]
-    if delete_original and _touches_uids(body) and new_id != orthanc_id:
+    if ourselves:
+        _delete_originals(conn, level, orthanc_id, new_id, originals)
+    return new_id
+
+
+def _delete_originals(conn, level, orthanc_id, new_id, originals):
+    """Delete the original of a modification that kept a UID, once its copy is stored.
+
+    A new resource: the original goes once the new one is found. The same resource (its UID
+    kept): the original instances go once as many new instances are in it; instances that
+    kept their SOPInstanceUID were rewritten in place and stay.
+    """
+    if new_id != orthanc_id:
         get_info(conn, level, new_id)  # raises NotFound, and nothing is deleted, if missing
         delete(conn, level, orthanc_id)
-    return new_id
+        return
+    copies = set(get_children_ids(conn, level, new_id, INSTANCES)) - originals
+    if not copies:
+        return
+    if len(copies) != len(originals):
+        raise OrthancError(
+            f"{level} {orthanc_id} on {conn.url}: {len(copies)} modified instances stored for "
+            f"{len(originals)} originals; the originals are kept")
+    delete(conn, INSTANCES, sorted(originals))
 
 
 def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
@@ -1841,22 +1868,25 @@ def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
 
 
 def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remove_tags=(),
-              force=False, keep_private_tags=False, delete_original=False, timeout=None):
+              force=False, keep_private_tags=False, delete_original=False, timeout=None,
+              progress=None):
     """Anonymize a patient, study, series or instance and return the new resource's id.
 
     ``keep_tags`` keeps these tags' values, ``replace_tags`` maps keywords to new values,
     ``remove_tags`` removes more tags; ``force`` lets UIDs and PatientID be replaced or kept;
     ``keep_private_tags`` keeps private tags. ``delete_original`` deletes the original only
     once the anonymized copy is stored (Orthanc's ``KeepSource``). Runs as a job waited for
-    ``timeout`` s (None: no limit); an instance is anonymized in one request and the answer
-    stored. Orthanc: POST /{level}/{id}/anonymize.
+    ``timeout`` s (None: one hour), reporting ``progress(percent, 100)`` as ``wait_job`` does;
+    an instance is anonymized in one request and the answer stored.
+    Orthanc: POST /{level}/{id}/anonymize.
 
     Raises:
         HttpError: Orthanc refused the request (its message says why); nothing changed.
         JobFailed, OrthancTimeout: see ``wait_job``; the original is kept.
     """
     body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
-    return _modification(conn, "anonymize", level, orthanc_id, body, delete_original, timeout)
+    return _modification(conn, "anonymize", level, orthanc_id, body, delete_original, timeout,
+                         progress)
 
 
 def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None,
@@ -1874,7 +1904,7 @@ def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None
 
 
 def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-           force=False, delete_original=True, timeout=None):
+           force=False, delete_original=True, timeout=None, progress=None):
     """Modify a patient, study, series or instance and return the modified resource's id.
 
     Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
@@ -1884,7 +1914,8 @@ def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_t
     Orthanc: POST /{level}/{id}/modify.
     """
     body = _modification_body(replace_tags, remove_tags, keep_tags, force)
-    return _modification(conn, "modify", level, orthanc_id, body, delete_original, timeout)
+    return _modification(conn, "modify", level, orthanc_id, body, delete_original, timeout,
+                         progress)
 
 
 def modify_as_job(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
@@ -1905,7 +1936,7 @@ class BulkResult(NamedTuple):
 def _start_bulk(conn, action, level, orthanc_ids, body, delete_original):
     """Start /tools/bulk-{action} on resources of one level; return the job id."""
     _require(conn, "bulk_modify")
-    body = dict(body, Resources=_id_list(orthanc_ids), Level=_ORTHANC_LEVEL[_level(level)],
+    body = dict(body, Resources=_as_list(orthanc_ids), Level=_ORTHANC_LEVEL[_level(level)],
                 KeepSource=not delete_original or _touches_uids(body))
     return _start_job(conn, f"/tools/bulk-{action}", body)
 
@@ -1920,7 +1951,7 @@ def _run_bulk(conn, action, level, orthanc_ids, body, delete_original, timeout):
     result = BulkResult(**found)
     if delete_original and _touches_uids(body):
         kept = set(getattr(result, _level(level)))
-        gone = [orthanc_id for orthanc_id in _id_list(orthanc_ids) if orthanc_id not in kept]
+        gone = [orthanc_id for orthanc_id in _as_list(orthanc_ids) if orthanc_id not in kept]
         if gone:
             delete(conn, level, gone)
     return result
@@ -1969,6 +2000,7 @@ def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tag
 # ==== Jobs ====
 
 _RETRY_WITHIN_DEADLINE = _RETRY_IDEMPOTENT.new(read=0)  # a read timeout would restart the wait
+_JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
 
 
 def _start_job(conn, path, body=None, *, priority=None, timeout=None):
@@ -1997,11 +2029,12 @@ def get_job(conn, job_id):
     return _get(conn, f"/jobs/{_segment(job_id, 'job id')}")
 
 
-def wait_job(conn, job_id, timeout=None, polling_interval=0.2):
+def wait_job(conn, job_id, timeout=None, polling_interval=0.2, *, progress=None):
     """Wait until a job ends and return its final dict (``State`` is ``Success``).
 
-    ``timeout`` in seconds (None: as long as the job runs; a paused job waits too).
-    Orthanc: GET /jobs/{id}, polled every ``polling_interval`` s.
+    ``timeout`` in seconds (None: one hour; a paused job waits too). ``progress(percent,
+    100)`` is called after each poll with the job's ``Progress``. Orthanc: GET /jobs/{id},
+    polled every ``polling_interval`` s.
 
     Raises:
         JobFailed: the job ended in ``Failure`` (cancelled jobs too); ``.job`` is its dict and
@@ -2009,27 +2042,27 @@ def wait_job(conn, job_id, timeout=None, polling_interval=0.2):
         OrthancTimeout: still not finished after ``timeout`` s (the job keeps running on the
             server; ``.job`` is its last dict).
     """
-    deadline = None if timeout is None else time.monotonic() + float(timeout)
+    timeout = _JOB_TIMEOUT if timeout is None else float(timeout)
+    deadline = time.monotonic() + timeout
     path = f"/jobs/{_segment(job_id, 'job id')}"
     while True:
-        if deadline is None:
-            job = _get(conn, path)
-        else:  # a server that stops answering must not hold us past the deadline
-            remaining = min(_DEFAULT_TIMEOUT.read_timeout, deadline - time.monotonic())
-            job = _get(conn, path, timeout=max(1.0, remaining), retries=_RETRY_WITHIN_DEADLINE)
+        # a server that stops answering must not hold us past the deadline
+        remaining = min(_DEFAULT_TIMEOUT.read_timeout, deadline - time.monotonic())
+        job = _get(conn, path, timeout=max(1.0, remaining), retries=_RETRY_WITHIN_DEADLINE)
+        if progress is not None:
+            progress(job.get("Progress", 0), 100)
         state = job.get("State")
         if state == "Success":
             return job
         if state == "Failure":
             raise JobFailed(_job_failure_message(conn, job), job=job)
         now = time.monotonic()
-        if deadline is not None and now >= deadline:
+        if now >= deadline:
             raise OrthancTimeout(
                 f"job {job_id} ({job.get('Type')}) on {conn.url} still {state} at "
                 f"{job.get('Progress')}% after {timeout} s; it keeps running on the server "
                 "(cancel_job stops it)", job=job)
-        pause = float(polling_interval)
-        time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - now)))
+        time.sleep(max(0.0, min(float(polling_interval), deadline - now)))
 
 
 def _job_failure_message(conn, job):
@@ -2085,10 +2118,6 @@ def _dicom_timeouts(timeout, default):
     total = float(default if timeout is None else timeout)
     dicom = max(1, min(_DICOM_TIMEOUT, int(total)))
     return dicom, max(total, float(dicom + _DICOM_MARGIN))
-
-
-def _id_list(orthanc_ids):
-    return [orthanc_ids] if isinstance(orthanc_ids, str) else list(orthanc_ids)
 
 
 def _modality_path(modality, action):
@@ -2163,7 +2192,7 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
     """
     level = _level(level)
     resources = [dict(item) if isinstance(item, dict) else {_LEVEL_UID[level]: item}
-                 for item in _id_list(dicom_ids)]
+                 for item in _as_list(dicom_ids)]
     dicom, read = _dicom_timeouts(timeout, 600)
     body = {"Level": _ORTHANC_LEVEL[level], "Resources": resources, "Timeout": dicom}
     if target_aet is not None:
@@ -2195,7 +2224,7 @@ def modality_send_as_job(conn, modality, orthanc_ids):
     Orthanc: POST /modalities/{name}/store (asynchronous).
     """
     return _start_job(conn, _modality_path(modality, "store"),
-                      {"Resources": _id_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT})
+                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT})
 
 
 def modality_send(conn, modality, orthanc_ids, timeout=None):
@@ -2245,7 +2274,7 @@ def peer_send_as_job(conn, peer, orthanc_ids):
 
     Orthanc: POST /peers/{name}/store (asynchronous).
     """
-    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _id_list(orthanc_ids)})
+    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)})
 
 
 def peer_send(conn, peer, orthanc_ids, timeout=None):
@@ -2296,7 +2325,7 @@ def _transfers_start(conn, peer, orthanc_ids, level, compress):
         raise OrthancValueError(f"transfers need a peer name, got {peer!r}")
     resource_level = _ORTHANC_LEVEL[_level(level)]
     body = {"Resources": [{"Level": resource_level, "ID": orthanc_id}
-                          for orthanc_id in _id_list(orthanc_ids)],
+                          for orthanc_id in _as_list(orthanc_ids)],
             "Compression": "gzip" if compress else "none", "Peer": peer}
     try:
         return _post(conn, "/transfers/send", body)
@@ -2353,7 +2382,7 @@ def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
     Orthanc: POST /dicom-web/servers/{name}/stow (DICOMweb plugin).
     """
     job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
-                   {"Resources": _id_list(orthanc_ids), "Synchronous": False})["ID"]
+                   {"Resources": _as_list(orthanc_ids), "Synchronous": False})["ID"]
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
@@ -2555,7 +2584,7 @@ class InstancesSet(_InstancesSetFields):
 
 def _id_set(ids):
     """One id (a string) or an iterable of ids, as a set of strings."""
-    return set(map(str, _id_list(ids)))
+    return set(map(str, _as_list(ids)))
 
 
 # ==== InstancesSet (server) ====
@@ -2957,13 +2986,13 @@ def _cli_daily_stats(conn, args):
 
 
 def _cli_anonymize(conn, args):
-    start = time.monotonic()
-    new_id = anonymize(conn, args.level, args.orthanc_id, keep_tags=args.keep,
-                       replace_tags=dict(args.replace), remove_tags=args.remove,
-                       force=args.force, keep_private_tags=args.keep_private_tags,
-                       delete_original=args.delete_original, timeout=args.timeout)
+    with _CliProgress("anonymize", args, unit="%") as progress:
+        new_id = anonymize(conn, args.level, args.orthanc_id, keep_tags=args.keep,
+                           replace_tags=dict(args.replace), remove_tags=args.remove,
+                           force=args.force, keep_private_tags=args.keep_private_tags,
+                           delete_original=args.delete_original, timeout=args.timeout,
+                           progress=progress)
     _cli_print({"ID": new_id, "level": args.level})
-    _cli_message(args, f"anonymize: done in {_cli_duration(time.monotonic() - start)}")
     return 0
 
 

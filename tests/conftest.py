@@ -1,6 +1,6 @@
 """Fixtures: real Orthanc servers from Debian's packages, started once per test session.
 
-``server_a`` and ``server_b`` (the host's Orthanc, 1.10 on Debian 12) are each other's DICOM
+``server_a`` and ``server_b`` (Orthanc 1.10: the host's on Debian 12) are each other's DICOM
 modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
 default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12).
 Servers start lazily, the first time a test asks for them, and stop at the end of the session.
@@ -49,8 +49,8 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def pair():
     """Servers A and B, wired to each other, started together."""
-    a = orthanc_rig.Server("a", config={"OverwriteInstances": True})
-    b = orthanc_rig.Server("b")
+    a = orthanc_rig.Server("a", tier="1.10", config={"OverwriteInstances": True})
+    b = orthanc_rig.Server("b", tier="1.10")
     orthanc_rig.wire(a, b)
     _start_all([a, b])
     for s in (a, b):

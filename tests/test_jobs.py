@@ -82,6 +82,15 @@ def test_wait_job_returns_the_final_dict_of_a_successful_job(jobs_conn, study_id
     assert o.exists(jobs_conn, o.STUDIES, job["Content"]["ID"])
 
 
+def test_wait_job_reports_the_jobs_progress_up_to_100(jobs_conn, study_id):
+    seen = []
+    job_id = o._start_job(jobs_conn, f"/studies/{study_id}/anonymize", {})
+    o.wait_job(jobs_conn, job_id, timeout=30, polling_interval=0.01,
+               progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (100, 100)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
 def test_wait_job_raises_job_failed_with_orthancs_error_code_and_description(
         jobs_conn, closed_port_modality, instance_id):
     job_id = _store_job(jobs_conn, closed_port_modality, instance_id)

@@ -172,6 +172,19 @@ def test_modify_keeping_every_uid_rewrites_the_study_in_place_and_loses_nothing(
         assert _instance_tags(conn_a, instance_id)["StudyDescription"] == "INPLACE"
 
 
+@pytest.mark.parametrize("conn_name", ["conn_a", "conn_b"])
+def test_modify_keeping_only_the_study_uid_replaces_its_instances_and_deletes_the_originals(
+        request, conn_name):
+    conn = request.getfixturevalue(conn_name)  # with and without OverwriteInstances
+    study_id, originals = _upload_study(conn, series=2, instances=2)
+    same = o.modify(conn, o.STUDIES, study_id, replace_tags={"StudyDescription": "KEPT-UID"},
+                    keep_tags=["StudyInstanceUID"], force=True, timeout=60)
+    assert same == study_id
+    instances = o.get_children_ids(conn, o.STUDIES, study_id, o.INSTANCES)
+    assert len(instances) == 4 and not set(instances) & set(originals)
+    assert {_instance_tags(conn, i)["StudyDescription"] for i in instances} == {"KEPT-UID"}
+
+
 def test_modify_patient_needs_force_to_replace_the_patient_id(conn_a):
     study_id, instance_ids = _upload_study(conn_a)
     patient_id = o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], o.PATIENTS)

@@ -29,7 +29,7 @@ import orthanc_fn as o  # noqa: E402
 import orthanc_fn_helpers as h  # noqa: E402
 import orthanc_rig  # noqa: E402
 
-_PLACEHOLDER = "1.2.826.0.1.3680043.8.498.{}.{:012d}"  # fixed length per kind
+_PLACEHOLDER = "1.2.826.0.1.3680043.8.498.{}.1{:011d}"  # fixed length, no leading zero
 
 
 def _template():

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "calls": ("bench_calls", ["--calls", "2000"]),
     "import": ("bench_import", ["--runs", "31"]),
     "requests": ("bench_requests", []),
+    "scale": ("bench_scale", []),
 }
 
 
