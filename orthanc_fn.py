@@ -68,6 +68,7 @@ __all__ = [
     "main",
 ]
 
+import datetime
 import json
 import logging
 import os
@@ -832,7 +833,6 @@ def attach_pdf(conn, study_id, pdf_path, series_description, when=None):
     ``when`` (a ``datetime``, default now) gives the series date and time.
     Orthanc: POST /tools/create-dicom with the study as parent.
     """
-    import datetime
     when = when or datetime.datetime.now()
     with open(pdf_path, "rb") as f:
         content = f.read()
@@ -1724,7 +1724,6 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
 
 
 def _as_date(value):
-    import datetime
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
@@ -1749,7 +1748,6 @@ def get_daily_stats(conn, level, from_date=None, to_date=None):
     its instances). A server with ``LimitFindResults`` set truncates the answers.
     Orthanc: POST /tools/find with a ``StudyDate`` range.
     """
-    import datetime
     level = _level(level)
     if level == PATIENTS:
         raise OrthancValueError("daily stats count studies, series or instances, not patients")
@@ -2824,7 +2822,6 @@ def _cli_parser(argparse):
         return key, value
 
     def day(text):
-        import datetime
         try:
             return datetime.date.fromisoformat(text)
         except ValueError:

@@ -7,7 +7,6 @@ conflicts reach the client as 503 answers. Each node is reached through a counti
 proxy of the test's own, which tells how many 503 answers the cluster gave; orthanc_fn's
 transport retried each of them, or an instance would be missing.
 """
-import os
 import threading
 
 import pytest

@@ -6,12 +6,9 @@ alone); ``run_all.py`` gathers the rows of every module into one table of ratios
 from __future__ import annotations
 
 import contextlib
-import http.client
-import http.server
 import os
 import subprocess
 import sys
-import threading
 from typing import NamedTuple, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,67 +64,6 @@ def server(name, **options):
         yield instance.start()
     finally:
         instance.remove()
-
-
-class CountingProxy:
-    """A loopback HTTP proxy in front of one Orthanc that counts the requests it forwards.
-
-    Any client pointed at ``proxy.url`` is counted the same way, whatever its library.
-    """
-
-    def __init__(self, target_url):
-        host_port = target_url.split("//", 1)[1].rstrip("/")
-        self.host, _, port = host_port.partition(":")
-        self.port = int(port or 80)
-        self.requests = []
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def forward(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                proxy.requests.append(f"{self.command} {self.path}")
-                upstream = http.client.HTTPConnection(proxy.host, proxy.port, timeout=120)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "connection", "keep-alive")}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                data = answer.read()
-                upstream.close()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length",
-                                           "keep-alive"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = forward
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def count(self, action):
-        """Run ``action()`` and return how many requests it sent."""
-        before = len(self.requests)
-        action()
-        return len(self.requests) - before
 
 
 def optional_import(name):

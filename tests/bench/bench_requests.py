@@ -26,6 +26,7 @@ import _common
 import orthanc_fn as o
 import orthanc_fn_helpers as h
 import orthanc_rig
+from counting_proxy import CountingProxy
 
 REMOTE = {"PatientName": "REMOTE*"}  # the C-FIND query: B's 10 studies
 
@@ -118,7 +119,7 @@ def main(argv=None):
     try:
         a.start()
         b.start()
-        with _common.CountingProxy(a.url) as proxy:
+        with CountingProxy(a.http_port) as proxy:
             rows = measure(a, b, proxy, args.days)
     finally:
         a.remove()

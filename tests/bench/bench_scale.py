@@ -4,10 +4,11 @@ Run by hand (not by pytest):  python tests/bench/bench_scale.py [--studies 10000
 
 1. Upload throughput on a cluster of two Orthanc nodes over one PostgreSQL database:
    ``upload_folder`` to one node vs spread over both nodes (``nodes=``), same run.
-2. One Orthanc (SQLite) filled with ``--studies`` studies (one tiny instance each, sent in ZIP
-   batches), then in a fresh child process each: ``iter_find`` over every study and
-   ``get_all_ids`` of the studies; prints the peak RSS growth of that process and the time per
-   1,000 results.
+2. For each Orthanc generation (``--tiers``, default 1.10 and 1.12): one Orthanc (SQLite)
+   filled with ``--studies`` studies (one tiny instance each, sent in ZIP batches), then in a
+   fresh child process each: ``iter_find`` over every study and ``get_all_ids`` of the
+   studies; prints the peak RSS growth of that process (VmHWM over VmRSS before) and the time
+   per 1,000 results.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -54,19 +56,26 @@ def _study_zips(count, batch=2000):
         yield buffer.getvalue()
 
 
+def _memory_mb(field):
+    """This process's memory from /proc: VmRSS now, VmHWM its peak (reset by exec, unlike
+    getrusage's ru_maxrss, which keeps the parent's peak)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
 def _child(kind, url, user, password):
     """Run one listing in this fresh process and print JSON figures."""
-    import resource
     conn = o.Connection(url, auth=(user, password))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    o.get_system(conn)
+    before = _memory_mb("VmRSS")
     start = time.perf_counter()
     if kind == "iter_find":
         count = sum(1 for _ in o.iter_find(conn, o.STUDIES, {}, page_size=1000))
     else:
         count = len(o.get_all_ids(conn, o.STUDIES))
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"count": count, "seconds": elapsed, "rss_growth_mb": (peak - before) / 1024}))
+    print(json.dumps({"count": count, "seconds": elapsed,
+                      "rss_growth_mb": _memory_mb("VmHWM") - before}))
 
 
 def _listing(server, kind):
@@ -102,15 +111,17 @@ def bench_cluster(count):
     return rows
 
 
-def bench_listing(studies):
-    server = orthanc_rig.Server("scale", config={"StorageCompression": False}).start()
+def bench_listing(studies, tier):
+    server = orthanc_rig.Server("scale", tier=tier).start()
     try:
+        version = o.get_system(server.conn)["Version"]
         start = time.perf_counter()
-        for data in _study_zips(studies):
-            o.upload(server.conn, data)
+        with ThreadPoolExecutor(4) as pool:  # Orthanc ingests several ZIPs at once
+            for _ in pool.map(lambda data: o.upload(server.conn, data), _study_zips(studies)):
+                pass
         fill = time.perf_counter() - start
         assert o.get_statistics(server.conn)["CountStudies"] == studies
-        return fill, {kind: _listing(server, kind) for kind in ("iter_find", "get_all_ids")}
+        return version, fill, {kind: _listing(server, kind) for kind in ("iter_find", "get_all_ids")}
     finally:
         server.remove()
 
@@ -119,18 +130,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=100_000)
     parser.add_argument("--upload", type=int, default=2000)
+    parser.add_argument("--tiers", nargs="+", default=["1.10", "1.12"],
+                        help="Orthanc generations to list on (see tests/rig/orthanc_rig.py)")
     args = parser.parse_args(argv)
     print(f"Orthanc {orthanc_rig.host_version()}, {os.cpu_count()} cores")
     rows = bench_cluster(args.upload)
     print(f"\nUpload of {args.upload} instances (64x64, 8 workers), PostgreSQL cluster:")
     for label, rate in rows:
         print(f"  {label:10s} {rate:8.0f} instances/s   ratio {rate / rows[0][1]:.2f}")
-    fill, listing = bench_listing(args.studies)
-    print(f"\n{args.studies} studies filled in {fill:.0f} s ({args.studies / fill:.0f} studies/s)")
-    for kind, figures in listing.items():
-        per_thousand = figures["seconds"] / max(1, figures["count"]) * 1000
-        print(f"  {kind:11s} {figures['count']} results, peak RSS growth "
-              f"{figures['rss_growth_mb']:.1f} MB, {per_thousand * 1000:.1f} ms per 1,000 results")
+    for tier in args.tiers:
+        version, fill, listing = bench_listing(args.studies, tier)
+        print(f"\nOrthanc {version}: {args.studies} studies filled in {fill:.0f} s "
+              f"({args.studies / fill:.0f} studies/s)")
+        for kind, figures in listing.items():
+            per_thousand = figures["seconds"] / max(1, figures["count"]) * 1000
+            print(f"  {kind:11s} {figures['count']} results, peak RSS growth "
+                  f"{figures['rss_growth_mb']:.1f} MB, {per_thousand * 1000:.1f} ms per "
+                  "1,000 results")
     return 0
 
 

@@ -12,11 +12,16 @@ import threading
 
 
 class CountingProxy:
-    """Forward ``http://127.0.0.1:{port}`` to ``target_port``; ``statuses`` counts answers."""
+    """Forward ``self.url`` to ``127.0.0.1:target_port``; count what goes through.
+
+    ``requests`` lists each request forwarded (``"GET /system"``), ``statuses`` counts the
+    answers by status. Any client pointed at ``url`` is counted the same way.
+    """
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.statuses = collections.Counter()
+        self.requests = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -29,11 +34,13 @@ class CountingProxy:
             def _forward(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                with proxy.lock:
+                    proxy.requests.append(f"{self.command} {self.path}")
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port,
                                                       timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("connection", "keep-alive")}
+                               if k.lower() not in ("host", "connection", "keep-alive")}
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
                     data = answer.read()
@@ -60,6 +67,7 @@ class CountingProxy:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -69,3 +77,9 @@ class CountingProxy:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+    def count(self, action):
+        """Run ``action()`` and return how many requests it sent through the proxy."""
+        before = len(self.requests)
+        action()
+        return len(self.requests) - before
