@@ -1182,19 +1182,20 @@ def get_all_labels(conn):
 
 # ==== Upload and download ====
 
-def upload(conn, buffer):
+def upload(conn, buffer, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
 
     An instance the server already has counts as stored. Raises ``BadFileFormat`` when
-    Orthanc does not recognize the content. Orthanc: POST /instances.
+    Orthanc does not recognize the content. ``timeout``: seconds to wait for the answer
+    (default 60; a large ZIP may need more). Orthanc: POST /instances.
     """
-    return [answer["ID"] for answer in _store(conn, buffer)]
+    return [answer["ID"] for answer in _store(conn, buffer, timeout=timeout)]
 
 
-def _store(conn, buffer):
+def _store(conn, buffer, *, timeout=None):
     """POST a DICOM or ZIP buffer; return Orthanc's answers, one dict per instance
     (``ID``, ``ParentStudy``, ``Status``...)."""
-    answer = _post(conn, "/instances", body=bytes(buffer),
+    answer = _post(conn, "/instances", body=bytes(buffer), timeout=timeout,
                    headers={"Content-Type": "application/octet-stream"})
     return answer if isinstance(answer, list) else [answer]
 
@@ -1961,7 +1962,7 @@ def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), 
 
     Options as in ``modify`` (originals deleted by default, once the results are stored).
     ``timeout`` bounds the wait; a failed job raises ``JobFailed``.
-    Orthanc: POST /tools/bulk-modify (1.9.0) as a job.
+    Orthanc: POST /tools/bulk-modify (1.9.4) as a job.
     """
     body = _modification_body(replace_tags, remove_tags, keep_tags, force)
     return _run_bulk(conn, "modify", level, orthanc_ids, body, delete_original, timeout)
@@ -1981,7 +1982,7 @@ def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
     """Anonymize several resources of one level in one job; return the new ids per level.
 
     Options as in ``anonymize`` (originals kept by default). A failed job raises
-    ``JobFailed``. Orthanc: POST /tools/bulk-anonymize (1.9.0) as a job.
+    ``JobFailed``. Orthanc: POST /tools/bulk-anonymize (1.9.4) as a job.
     """
     body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
     return _run_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original, timeout)

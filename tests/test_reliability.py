@@ -74,6 +74,15 @@ def test_a_get_whose_answer_never_comes_is_retried_then_raises_orthanc_timeout(
     assert silent.requests == ["GET /system HTTP/1.1"] * (1 + o._RETRY_IDEMPOTENT.read)
 
 
+def test_upload_with_its_own_timeout_gives_up_after_that_timeout(silent):
+    conn = o.Connection(silent.url)
+    start = time.monotonic()
+    _, error = run_bounded(lambda: o.upload(conn, b"\0" * 1000, timeout=1), 10)
+    assert isinstance(error, o.OrthancTimeout)
+    assert time.monotonic() - start < 5  # not the 60 s default
+    assert silent.requests == ["POST /instances HTTP/1.1"]
+
+
 # ---- 4. Timeouts everywhere ----
 
 HUNG_CALLS = {
