@@ -117,6 +117,24 @@ def make_server():
     return make
 
 
+@pytest.fixture
+def count_requests(monkeypatch):
+    """Every HTTP request orthanc_fn sends during the test, as ``(method, url, options)``.
+
+    A counter, not a mock: each request still goes to the real server. Clear the list to
+    count from a given point.
+    """
+    seen = []
+    real = orthanc_fn._POOL.request
+
+    def counting(method, url, *args, **options):
+        seen.append((method, url, options))
+        return real(method, url, *args, **options)
+
+    monkeypatch.setattr(orthanc_fn._POOL, "request", counting)
+    return seen
+
+
 def pytest_sessionfinish(session, exitstatus):
     for server in _started:
         server.remove()

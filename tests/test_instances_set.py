@@ -164,19 +164,13 @@ def test_instances_set_from_study_holds_every_series_and_instance(conn_a):
     assert sorted(s.series_ids) == sorted(o._get(conn_a, f"/studies/{study_id}")["Series"])
 
 
-def test_instances_set_from_study_sends_exactly_one_request(conn_a, monkeypatch):
+def test_instances_set_from_study_sends_exactly_one_request(conn_a, count_requests):
     study_id, _ = _upload_study(conn_a, series=3, instances=2)
-    calls = []
-    real = o._POOL.request
-
-    def counting(method, url, *args, **kwargs):
-        calls.append((method, url))
-        return real(method, url, *args, **kwargs)
-
-    monkeypatch.setattr(o._POOL, "request", counting)
+    count_requests.clear()
     s = o.instances_set_from_study(conn_a, study_id)
     assert len(s) == 6
-    assert calls == [("GET", f"{conn_a.url}/studies/{study_id}/instances")]
+    assert [(m, url) for m, url, _ in count_requests] == [
+        ("GET", f"{conn_a.url}/studies/{study_id}/instances")]
 
 
 def test_instances_set_from_series_and_from_instances_match_the_study_snapshot(conn_a):

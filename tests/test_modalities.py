@@ -25,19 +25,6 @@ def _study(conn, patient_name=None, series=1, instances=2):
     return study_id, uid, len(files)
 
 
-def _count_requests(monkeypatch):
-    """Wrap the module's pool so that every request's method, URL and options are recorded."""
-    seen = []
-    original = o._POOL.request
-
-    def counting(method, url, *args, **kwargs):
-        seen.append((method, url, kwargs))
-        return original(method, url, *args, **kwargs)
-
-    monkeypatch.setattr(o._POOL, "request", counting)
-    return seen
-
-
 @pytest.fixture
 def closed_port():
     """A loopback port nothing listens on."""
@@ -130,11 +117,12 @@ def test_dicomweb_retrieve_refuses_an_instance_without_its_series(conn_a):
 # ---- C-FIND, C-MOVE
 
 def test_modality_query_studies_gets_every_match_in_one_answers_request(
-        conn_a, conn_b, monkeypatch):
+        conn_a, conn_b, count_requests):
     prefix = "QRY" + uuid.uuid4().hex[:6].upper()
     uids = {_study(conn_b, f"{prefix}^{n}")[1] for n in range(3)}
     _study(conn_b, "OTHER" + prefix)  # must not match
-    seen = _count_requests(monkeypatch)
+    count_requests.clear()
+    seen = count_requests
     answers = o.modality_query_studies(conn_a, "b", {"PatientName": prefix + "^*"})
     assert {a["dicom_id"] for a in answers} == uids
     assert [url.split("?")[0].rsplit("/", 1)[-1] for _, url, _ in seen] == ["query", "answers"]
@@ -178,9 +166,11 @@ def test_modality_retrieve_at_series_level_moves_only_that_series(conn_a, conn_b
     assert o.get_children_ids(conn_a, o.STUDIES, study_id, o.SERIES) == [series_id]
 
 
-def test_modality_retrieve_is_one_synchronous_call_on_orthanc_110(conn_a, conn_b, monkeypatch):
+def test_modality_retrieve_is_one_synchronous_call_on_orthanc_110(conn_a, conn_b,
+                                                                   count_requests):
     study_id, uid, _ = _study(conn_b)
-    seen = _count_requests(monkeypatch)
+    count_requests.clear()
+    seen = count_requests
     o.modality_retrieve(conn_a, "b", o.STUDIES, uid)
     assert [(method, url.rsplit("/", 1)[-1]) for method, url, _ in seen] == [
         ("GET", "system"), ("POST", "move")]
@@ -204,12 +194,13 @@ def test_modality_retrieve_to_an_unknown_target_raises_with_orthanc_details(conn
 
 @pytest.mark.v112
 def test_modality_retrieve_runs_as_a_job_on_orthanc_112(
-        server_112, conn_112, server_b, conn_b, monkeypatch):
+        server_112, conn_112, server_b, conn_b, count_requests):
     o.configure_modality(conn_112, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
     o.configure_modality(conn_b, "v112", server_112.aet, "127.0.0.1", server_112.dicom_port)
     try:
         study_id, uid, _ = _study(conn_b)
-        seen = _count_requests(monkeypatch)
+        count_requests.clear()
+        seen = count_requests
         assert o.modality_retrieve_study(conn_112, "b", uid, timeout=60) == study_id
         move = next(kw for method, url, kw in seen if url.endswith("/modalities/b/move"))
         assert json.loads(move["body"])["Asynchronous"] is True
@@ -248,8 +239,10 @@ def test_modality_echo_is_false_when_the_remote_accepts_tcp_but_never_answers(
         assert o.modality_echo(conn_a, name, timeout=2) is False
 
 
-def test_dicom_calls_read_longer_than_the_dicom_timeout_they_send(conn_a, conn_b, monkeypatch):
-    seen = _count_requests(monkeypatch)
+def test_dicom_calls_read_longer_than_the_dicom_timeout_they_send(conn_a, conn_b,
+                                                                  count_requests):
+    count_requests.clear()
+    seen = count_requests
     o.modality_echo(conn_a, "b", timeout=3)
     o.modality_query_studies(conn_a, "b", {"PatientName": "NOBODY"}, timeout=4)
     posts = [kw for method, _, kw in seen if method == "POST"]
