@@ -76,6 +76,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import NamedTuple, Optional, Tuple
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -461,7 +462,11 @@ def _http_error(status, data, method, url):
         cls = Conflict
     elif isinstance(orthanc, dict) and orthanc.get("OrthancStatus") == 15:
         cls = BadFileFormat
-    message = f"{method} {url} -> HTTP {status}{said}"
+    try:
+        phrase = " " + HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    message = f"{method} {url} -> HTTP {status}{phrase}{said}"
     return cls(message, status=status, method=method, url=url, orthanc=orthanc)
 
 
