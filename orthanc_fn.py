@@ -410,6 +410,14 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
         return response.data.decode("utf-8", "replace")
 
 
+def _body_chunks(response, method, url, size=1 << 20):
+    """Yield a streamed answer's body; transport errors are translated as in ``_request``."""
+    try:
+        yield from response.stream(size)
+    except urllib3.exceptions.HTTPError as exc:
+        raise _translate(exc, method, url) from exc
+
+
 def _translate(exc, method, url):
     """Map a urllib3 exception to the orthanc_fn error it means (the one translation point)."""
     E = urllib3.exceptions
@@ -1455,14 +1463,6 @@ def get_file(conn, instance_id):
     return _get(conn, f"/instances/{_segment(instance_id)}/file", raw=True)
 
 
-def _body_chunks(response, method, url, size=1 << 20):
-    """Yield a streamed answer's body; transport errors are translated as in ``_request``."""
-    try:
-        yield from response.stream(size)
-    except urllib3.exceptions.HTTPError as exc:
-        raise _translate(exc, method, url) from exc
-
-
 def _save(conn, method, path, dest, progress=None, *, zip_file=False, **options):
     """Stream the answer of one request into the file ``dest`` and return ``dest``.
 
@@ -1672,8 +1672,7 @@ def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_con
         body["LabelsConstraint"] = labels_constraint
     if requested_tags is not None:
         _require(conn, "requested_tags")
-        body["RequestedTags"] = [requested_tags] if isinstance(requested_tags, str) \
-            else list(requested_tags)
+        body["RequestedTags"] = _as_list(requested_tags)
     return body
 
 
@@ -2190,7 +2189,7 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
     ``dicom_ids``: one UID or a list, at ``level`` (``PatientID`` for patients); an item may
     also be a dict naming the full identifier (``{"StudyInstanceUID": ..., "SeriesInstanceUID":
     ...}``) for remotes that want it. From Orthanc 1.11.1 the move runs as a job waited for
-    at most ``timeout`` s (None: until it ends); on older servers it is one synchronous call
+    at most ``timeout`` s (None: one hour); on older servers it is one synchronous call
     whose read timeout is ``timeout`` (default 600 s). A failed move raises ``JobFailed`` or
     ``HttpError`` carrying Orthanc's details. Orthanc: POST /modalities/{name}/move.
     """
@@ -2235,7 +2234,7 @@ def modality_send(conn, modality, orthanc_ids, timeout=None):
     """C-STORE resources (any level) to a modality and return the job's ``Content``.
 
     ``Content`` holds ``InstancesCount``, ``FailedInstancesCount``, ``RemoteAet``...
-    ``timeout``: seconds to wait for the job (None: until it ends; each association is bounded
+    ``timeout``: seconds to wait for the job (None: one hour; each association is bounded
     by the DICOM timeout). A refused or failed association raises ``JobFailed`` whose message
     carries Orthanc's ``ErrorDetails``. See ``modality_send_as_job``.
     """
@@ -2284,7 +2283,7 @@ def peer_send_as_job(conn, peer, orthanc_ids):
 def peer_send(conn, peer, orthanc_ids, timeout=None):
     """Send resources to an Orthanc peer and return the job's ``Content``.
 
-    ``timeout``: seconds to wait for the job (None: until it ends). See ``peer_send_as_job``.
+    ``timeout``: seconds to wait for the job (None: one hour). See ``peer_send_as_job``.
     """
     return wait_job(conn, peer_send_as_job(conn, peer, orthanc_ids), timeout=timeout)["Content"]
 
@@ -2354,7 +2353,7 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     """Send resources to a peer with the Transfers accelerator plugin and wait until done.
 
     ``compress`` chooses gzip or no compression; ``timeout`` bounds the wait for the job
-    (None: until it ends). When the peer is configured with ``RemoteSelf`` the transfer is a
+    (None: one hour). When the peer is configured with ``RemoteSelf`` the transfer is a
     pull job living on the peer: pass ``peer_conn`` (a ``Connection`` to the peer) to wait for
     it there. Orthanc: POST /transfers/send, then GET /jobs/{id} (Transfers plugin).
 
@@ -2382,7 +2381,7 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
 def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
     """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
 
-    ``timeout``: seconds to wait for the job (None: until it ends).
+    ``timeout``: seconds to wait for the job (None: one hour).
     Orthanc: POST /dicom-web/servers/{name}/stow (DICOMweb plugin).
     """
     job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
@@ -2394,7 +2393,7 @@ def dicomweb_retrieve(conn, server, study_uid, series_uid=None, sop_uid=None, *,
     """Retrieve a study, series or instance from a DICOMweb server with WADO-RS.
 
     Returns how many instances were received. ``timeout``: seconds to wait for the job
-    (None: until it ends). Orthanc: POST /dicom-web/servers/{name}/retrieve (DICOMweb plugin).
+    (None: one hour). Orthanc: POST /dicom-web/servers/{name}/retrieve (DICOMweb plugin).
     """
     if sop_uid is not None and series_uid is None:
         raise OrthancValueError("dicomweb_retrieve: an instance (sop_uid) needs its series_uid")
