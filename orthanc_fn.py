@@ -3002,7 +3002,7 @@ def _cli_send(conn, args):
     if args.modality:
         _cli_print(modality_send(conn, args.modality, args.orthanc_ids, timeout=args.timeout))
     else:
-        _cli_print(peer_send(conn, args.peer, args.orthanc_ids))
+        _cli_print(peer_send(conn, args.peer, args.orthanc_ids, timeout=args.timeout))
     return 0
 
 

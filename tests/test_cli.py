@@ -336,6 +336,20 @@ def test_send_to_a_peer_stores_the_study_on_the_other_server(tmp_path, conn_a, e
     assert o.find(empty_b, o.STUDIES, {"PatientName": name}, expand=False)
 
 
+def test_send_to_a_peer_gives_up_after_its_timeout(conn_a):
+    from silent_server import SilentServer
+    study_id, _ = _uploaded_study(conn_a)
+    name = "silent-" + uuid.uuid4().hex[:6]
+    with SilentServer() as silent:  # a peer that accepts and never answers
+        o.configure_peer(conn_a, name, silent.url)
+        try:
+            out = cli("send", "--peer", name, study_id, "--timeout", "1", conn=conn_a)
+        finally:
+            o.delete_peer(conn_a, name)
+    assert out.returncode == 1
+    assert "after 1.0 s" in _one_error_line(out)
+
+
 def test_send_to_an_unknown_modality_fails_with_one_line(conn_a):
     out = cli("send", "--modality", "nowhere", "0" * 8, conn=conn_a)
     assert out.returncode == 1
