@@ -11,10 +11,10 @@ Quick start::
     studies = o.find(conn, o.STUDIES, {"PatientName": "DOE*"})
     o.download_archive(conn, o.STUDIES, studies[0]["ID"], "study.zip")
 
-Sections (``grep '^# ====' orthanc_fn.py``): Constants, Errors, Connection and transport,
-System, Resources, Tags metadata attachments labels, Upload and download, Find and statistics,
-Modify and anonymize, Jobs, Modalities peers transfers, InstancesSet (pure),
-InstancesSet (server), Command line.
+Sections, in dependency order (``grep '^# ====' orthanc_fn.py``): Constants, Errors,
+Helpers used everywhere, Connection and transport, System, Jobs, Resources, Tags metadata
+attachments labels, Upload, Download, Find and statistics, Modify and anonymize, Modalities
+peers transfers, InstancesSet (pure), InstancesSet (server), Command line.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import NamedTuple, Optional, Tuple
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 try:
     import urllib3
@@ -88,6 +88,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test in a bare i
         "`apt-get install python3-urllib3`") from exc
 
 _log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())  # as urllib3: no "no handler" warning, no output
 
 
 # ==== Constants ====
@@ -125,6 +126,12 @@ FEATURES = {
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
 _JSON = "application/json"
+_JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
+
+# Every DICOM operation asks Orthanc for this network timeout (s) unless told a shorter one, and
+# a synchronous HTTP call wrapping one waits at least _DICOM_MARGIN s longer than it.
+_DICOM_TIMEOUT = 10
+_DICOM_MARGIN = 10
 
 
 # ==== Errors ====
@@ -195,6 +202,42 @@ class UnsupportedByServer(OrthancError):
     """The server is too old for the asked feature; ``needed`` and ``actual`` are versions."""
     needed = None
     actual = None
+
+
+# ==== Helpers used everywhere ====
+
+def _segment(value, what="id"):
+    """Quote one path segment; refuse anything that could reach another endpoint."""
+    text = str(value)
+    if not text or text in (".", "..") or any(c in text for c in "/\\?#%") \
+            or any(ord(c) < 32 for c in text):
+        raise OrthancValueError(f"invalid {what} {text!r}: not a single URL path segment")
+    return quote(text, safe="")
+
+
+def _as_list(value):
+    """One id or name (a ``str``), or several: always a new list.
+
+    >>> _as_list("a"), _as_list(("a", "b"))
+    (['a'], ['a', 'b'])
+    """
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _level(level):
+    try:
+        return _LEVEL_NAMES[level]
+    except (KeyError, TypeError):
+        raise OrthancValueError(
+            f"invalid level {level!r}: use one of {', '.join(LEVELS)} "
+            "(or Patient, Study, Series, Instance)") from None
+
+
+def _parse_version(text):
+    if text == "mainline":
+        return (999, 999, 999)
+    numbers = [int(n) for n in re.findall(r"\d+", str(text))[:3]]
+    return tuple(numbers + [0] * (3 - len(numbers)))
 
 
 # ==== Connection and transport ====
@@ -270,7 +313,6 @@ def _normalize_url(url, auth):
         userinfo, netloc = netloc.rsplit("@", 1)
         if auth is None:
             user, _, password = userinfo.partition(":")
-            from urllib.parse import unquote
             auth = (unquote(user), unquote(password))
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")), auth
 
@@ -310,6 +352,8 @@ _RETRY_IDEMPOTENT = urllib3.Retry(
     status_forcelist=(502, 503), allowed_methods=("GET", "PUT", "DELETE", "HEAD"),
     raise_on_status=False, respect_retry_after_header=True)
 _RETRY_POST = _RETRY_IDEMPOTENT.new(read=0, allowed_methods=("POST",))
+# Waiting for a job re-reads until a deadline: a read timeout would restart the wait.
+_RETRY_WITHIN_DEADLINE = _RETRY_IDEMPOTENT.new(read=0)
 
 
 def _reset_pool_after_fork():  # a child process must not share the parent's sockets
@@ -319,33 +363,6 @@ def _reset_pool_after_fork():  # a child process must not share the parent's soc
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pool_after_fork)
-
-
-def _segment(value, what="id"):
-    """Quote one path segment; refuse anything that could reach another endpoint."""
-    text = str(value)
-    if not text or text in (".", "..") or any(c in text for c in "/\\?#%") \
-            or any(ord(c) < 32 for c in text):
-        raise OrthancValueError(f"invalid {what} {text!r}: not a single URL path segment")
-    return quote(text, safe="")
-
-
-def _as_list(value):
-    """One id or name (a ``str``), or several: always a new list.
-
-    >>> _as_list("a"), _as_list(("a", "b"))
-    (['a'], ['a', 'b'])
-    """
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _level(level):
-    try:
-        return _LEVEL_NAMES[level]
-    except (KeyError, TypeError):
-        raise OrthancValueError(
-            f"invalid level {level!r}: use one of {', '.join(LEVELS)} "
-            "(or Patient, Study, Series, Instance)") from None
 
 
 def _headers(conn, extra=None):
@@ -492,30 +509,6 @@ def _put(conn, path, json_body=None, **options):
 
 def _delete(conn, path, **options):
     return _request(conn, "DELETE", path, **options)
-
-
-def _parse_version(text):
-    if text == "mainline":
-        return (999, 999, 999)
-    numbers = [int(n) for n in re.findall(r"\d+", str(text))[:3]]
-    return tuple(numbers + [0] * (3 - len(numbers)))
-
-
-def _require(conn, feature):
-    """Raise UnsupportedByServer unless the server is recent enough for ``feature``.
-
-    Costs one ``GET /system`` each time it is called, with no memo (a server can be upgraded
-    behind the same URL). Call it only in a function that was asked for a version-dependent
-    option (``labels=``, ``requested_tags=``...), before the request that uses it: plain
-    calls never pay for it. The error names the feature, the version it needs (``needed``)
-    and the one the server runs (``actual``).
-    """
-    needed = FEATURES[feature]
-    actual = get_version(conn)
-    if actual < needed:
-        raise UnsupportedByServer(
-            f"{feature.replace('_', ' ')} needs Orthanc {'.'.join(map(str, needed))} or newer; "
-            f"{conn.url} runs {'.'.join(map(str, actual))}", needed=needed, actual=actual)
 
 
 # ==== System ====
@@ -669,6 +662,116 @@ def set_log_level(conn, level):
     _put(conn, "/tools/log-level", body=str(level).encode(),
          headers={"Content-Type": "text/plain"})
     return get_log_level(conn)
+
+
+def _require(conn, feature):
+    """Raise UnsupportedByServer unless the server is recent enough for ``feature``.
+
+    Costs one ``GET /system`` each time it is called, with no memo (a server can be upgraded
+    behind the same URL). Call it only in a function that was asked for a version-dependent
+    option (``labels=``, ``requested_tags=``...), before the request that uses it: plain
+    calls never pay for it. The error names the feature, the version it needs (``needed``)
+    and the one the server runs (``actual``).
+    """
+    needed = FEATURES[feature]
+    actual = get_version(conn)
+    if actual < needed:
+        raise UnsupportedByServer(
+            f"{feature.replace('_', ' ')} needs Orthanc {'.'.join(map(str, needed))} or newer; "
+            f"{conn.url} runs {'.'.join(map(str, actual))}", needed=needed, actual=actual)
+
+
+# ==== Jobs ====
+
+def _start_job(conn, path, body=None, *, priority=None, timeout=None):
+    """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
+
+    ``body`` is copied (never mutated) and gets ``"Asynchronous": true`` (and ``Priority``).
+    Used by every ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
+    """
+    request = dict(body or {})
+    request["Asynchronous"] = True
+    if priority is not None:
+        request["Priority"] = int(priority)
+    return _post(conn, path, request, timeout=timeout)["ID"]
+
+
+def _run_job(conn, path, body=None, *, timeout=None, priority=None):
+    """Start a job like ``_start_job``, wait for it with ``timeout`` and return its final dict."""
+    return wait_job(conn, _start_job(conn, path, body, priority=priority), timeout=timeout)
+
+
+def get_job(conn, job_id):
+    """Return Orthanc's dict for a job (``State``, ``Progress``, ``Content``, ``ErrorCode``...).
+
+    Orthanc: GET /jobs/{id}.
+    """
+    return _get(conn, f"/jobs/{_segment(job_id, 'job id')}")
+
+
+def wait_job(conn, job_id, timeout=None, polling_interval=0.2, *, progress=None):
+    """Wait until a job ends and return its final dict (``State`` is ``Success``).
+
+    ``timeout`` in seconds (None: one hour; a paused job waits too). ``progress(percent,
+    100)`` is called after each poll with the job's ``Progress``. Orthanc: GET /jobs/{id},
+    polled every ``polling_interval`` s.
+
+    Raises:
+        JobFailed: the job ended in ``Failure`` (cancelled jobs too); ``.job`` is its dict and
+            the message carries Orthanc's ``ErrorCode``, ``ErrorDescription``, ``ErrorDetails``.
+        OrthancTimeout: still not finished after ``timeout`` s (the job keeps running on the
+            server; ``.job`` is its last dict).
+    """
+    timeout = _JOB_TIMEOUT if timeout is None else float(timeout)
+    deadline = time.monotonic() + timeout
+    path = f"/jobs/{_segment(job_id, 'job id')}"
+    while True:
+        # a server that stops answering must not hold us past the deadline
+        remaining = min(_DEFAULT_TIMEOUT.read_timeout, deadline - time.monotonic())
+        job = _get(conn, path, timeout=max(1.0, remaining), retries=_RETRY_WITHIN_DEADLINE)
+        if progress is not None:
+            progress(job.get("Progress", 0), 100)
+        state = job.get("State")
+        if state == "Success":
+            return job
+        if state == "Failure":
+            raise JobFailed(_job_failure_message(conn, job), job=job)
+        now = time.monotonic()
+        if now >= deadline:
+            raise OrthancTimeout(
+                f"job {job_id} ({job.get('Type')}) on {conn.url} still {state} at "
+                f"{job.get('Progress')}% after {timeout} s; it keeps running on the server "
+                "(cancel_job stops it)", job=job)
+        time.sleep(max(0.0, min(float(polling_interval), deadline - now)))
+
+
+def _job_failure_message(conn, job):
+    details = "; ".join(str(job[k]) for k in ("ErrorDescription", "ErrorDetails") if job.get(k))
+    return (f"job {job.get('ID')} ({job.get('Type')}) failed on {conn.url}: "
+            f"ErrorCode {job.get('ErrorCode')}: {details or 'no details'}")
+
+
+def cancel_job(conn, job_id):
+    """Cancel a pending, running or paused job (it ends in ``Failure``).
+
+    Orthanc: POST /jobs/{id}/cancel.
+    """
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/cancel", {})
+
+
+def pause_job(conn, job_id):
+    """Pause a job; ``resume_job`` continues it.  Orthanc: POST /jobs/{id}/pause."""
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/pause", {})
+
+
+def resume_job(conn, job_id):
+    """Resume a paused job.  Orthanc: POST /jobs/{id}/resume."""
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resume", {})
+
+
+def resubmit_job(conn, job_id):
+    """Run a failed or cancelled job again.  Orthanc: POST /jobs/{id}/resubmit."""
+    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
 
 
 # ==== Resources ====
@@ -1193,7 +1296,7 @@ def get_all_labels(conn):
     return _get(conn, "/tools/labels")
 
 
-# ==== Upload and download ====
+# ==== Upload ====
 
 def upload(conn, buffer, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
@@ -1455,6 +1558,63 @@ def _merge_stow_answers(answers):
     return merged
 
 
+class UploadDetails(NamedTuple):
+    """What ``upload_folder_details`` stored: ``study_uids`` and ``studies_ids`` (the same
+    studies, in the same order) and ``errors`` as ``(path, reason)``."""
+    study_uids: list
+    studies_ids: list
+    errors: list
+
+
+def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None):
+    """Store every file under ``path`` and return the studies they belong to.
+
+    Files are sent as by ``upload_folder(..., ignore_errors=True)``: refused or unreadable
+    files are listed in ``errors``. With ``unzip``, each ``.zip`` file is extracted here and
+    its members sent one by one (an error names ``archive.zip/member``); without it a ZIP is
+    sent whole and Orthanc stores the DICOM files inside. The studies come from Orthanc's
+    answers (``ParentStudy``): one more request per study for its StudyInstanceUID, none per
+    instance. Orthanc: POST /instances per file, GET /studies/{id} per study.
+    """
+    import tempfile
+
+    files, unreadable = _folder_files(path)
+    with tempfile.TemporaryDirectory(prefix="orthanc_fn-unzip-") as scratch:
+        names, unzip_errors = {}, []
+        if unzip:
+            files, names, unzip_errors = _unzip_files(files, scratch)
+        answers, errors = _upload_files(conn, files, unreadable, True, workers, progress, None)
+    errors = unzip_errors + [(names.get(file, file), reason) for file, reason in errors]
+    studies = list(dict.fromkeys(answer["ParentStudy"] for answer in answers))
+    uids = [get_info(conn, STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"]
+            for study_id in studies]
+    return UploadDetails(uids, studies, errors)
+
+
+def _unzip_files(files, folder):
+    """Extract every ``.zip`` of ``files`` under ``folder``; return the new file list, the
+    extracted path -> ``zip/member`` names, and ``(path, reason)`` for unreadable ZIPs."""
+    import zipfile
+
+    kept, names, errors = [], {}, []
+    for number, file in enumerate(files):
+        if not file.lower().endswith(".zip"):
+            kept.append(file)
+            continue
+        try:
+            with zipfile.ZipFile(file) as archive:
+                for member in archive.infolist():
+                    if not member.is_dir():  # extract() keeps members inside the folder
+                        extracted = archive.extract(member, os.path.join(folder, str(number)))
+                        kept.append(extracted)
+                        names[extracted] = f"{file}/{member.filename}"
+        except (zipfile.BadZipFile, OSError) as exc:
+            errors.append((file, f"not a readable ZIP file: {exc}"))
+    return kept, names, errors
+
+
+# ==== Download ====
+
 def get_file(conn, instance_id):
     """Return the DICOM file of an instance as bytes.
 
@@ -1569,61 +1729,6 @@ def download_media(conn, level, orthanc_id, path, progress=None):
     partial files as in ``download_archive``.
     """
     return _save_zip(conn, "media", level, orthanc_id, path, progress)
-
-
-class UploadDetails(NamedTuple):
-    """What ``upload_folder_details`` stored: ``study_uids`` and ``studies_ids`` (the same
-    studies, in the same order) and ``errors`` as ``(path, reason)``."""
-    study_uids: list
-    studies_ids: list
-    errors: list
-
-
-def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None):
-    """Store every file under ``path`` and return the studies they belong to.
-
-    Files are sent as by ``upload_folder(..., ignore_errors=True)``: refused or unreadable
-    files are listed in ``errors``. With ``unzip``, each ``.zip`` file is extracted here and
-    its members sent one by one (an error names ``archive.zip/member``); without it a ZIP is
-    sent whole and Orthanc stores the DICOM files inside. The studies come from Orthanc's
-    answers (``ParentStudy``): one more request per study for its StudyInstanceUID, none per
-    instance. Orthanc: POST /instances per file, GET /studies/{id} per study.
-    """
-    import tempfile
-
-    files, unreadable = _folder_files(path)
-    with tempfile.TemporaryDirectory(prefix="orthanc_fn-unzip-") as scratch:
-        names, unzip_errors = {}, []
-        if unzip:
-            files, names, unzip_errors = _unzip_files(files, scratch)
-        answers, errors = _upload_files(conn, files, unreadable, True, workers, progress, None)
-    errors = unzip_errors + [(names.get(file, file), reason) for file, reason in errors]
-    studies = list(dict.fromkeys(answer["ParentStudy"] for answer in answers))
-    uids = [get_info(conn, STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"]
-            for study_id in studies]
-    return UploadDetails(uids, studies, errors)
-
-
-def _unzip_files(files, folder):
-    """Extract every ``.zip`` of ``files`` under ``folder``; return the new file list, the
-    extracted path -> ``zip/member`` names, and ``(path, reason)`` for unreadable ZIPs."""
-    import zipfile
-
-    kept, names, errors = [], {}, []
-    for number, file in enumerate(files):
-        if not file.lower().endswith(".zip"):
-            kept.append(file)
-            continue
-        try:
-            with zipfile.ZipFile(file) as archive:
-                for member in archive.infolist():
-                    if not member.is_dir():  # extract() keeps members inside the folder
-                        extracted = archive.extract(member, os.path.join(folder, str(number)))
-                        kept.append(extracted)
-                        names[extracted] = f"{file}/{member.filename}"
-        except (zipfile.BadZipFile, OSError) as exc:
-            errors.append((file, f"not a readable ZIP file: {exc}"))
-    return kept, names, errors
 
 
 # ==== Find and statistics ====
@@ -2000,109 +2105,8 @@ def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tag
     return _start_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original)
 
 
-# ==== Jobs ====
-
-_RETRY_WITHIN_DEADLINE = _RETRY_IDEMPOTENT.new(read=0)  # a read timeout would restart the wait
-_JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
-
-
-def _start_job(conn, path, body=None, *, priority=None, timeout=None):
-    """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
-
-    ``body`` is copied (never mutated) and gets ``"Asynchronous": true`` (and ``Priority``).
-    Used by every ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
-    """
-    request = dict(body or {})
-    request["Asynchronous"] = True
-    if priority is not None:
-        request["Priority"] = int(priority)
-    return _post(conn, path, request, timeout=timeout)["ID"]
-
-
-def _run_job(conn, path, body=None, *, timeout=None, priority=None):
-    """Start a job like ``_start_job``, wait for it with ``timeout`` and return its final dict."""
-    return wait_job(conn, _start_job(conn, path, body, priority=priority), timeout=timeout)
-
-
-def get_job(conn, job_id):
-    """Return Orthanc's dict for a job (``State``, ``Progress``, ``Content``, ``ErrorCode``...).
-
-    Orthanc: GET /jobs/{id}.
-    """
-    return _get(conn, f"/jobs/{_segment(job_id, 'job id')}")
-
-
-def wait_job(conn, job_id, timeout=None, polling_interval=0.2, *, progress=None):
-    """Wait until a job ends and return its final dict (``State`` is ``Success``).
-
-    ``timeout`` in seconds (None: one hour; a paused job waits too). ``progress(percent,
-    100)`` is called after each poll with the job's ``Progress``. Orthanc: GET /jobs/{id},
-    polled every ``polling_interval`` s.
-
-    Raises:
-        JobFailed: the job ended in ``Failure`` (cancelled jobs too); ``.job`` is its dict and
-            the message carries Orthanc's ``ErrorCode``, ``ErrorDescription``, ``ErrorDetails``.
-        OrthancTimeout: still not finished after ``timeout`` s (the job keeps running on the
-            server; ``.job`` is its last dict).
-    """
-    timeout = _JOB_TIMEOUT if timeout is None else float(timeout)
-    deadline = time.monotonic() + timeout
-    path = f"/jobs/{_segment(job_id, 'job id')}"
-    while True:
-        # a server that stops answering must not hold us past the deadline
-        remaining = min(_DEFAULT_TIMEOUT.read_timeout, deadline - time.monotonic())
-        job = _get(conn, path, timeout=max(1.0, remaining), retries=_RETRY_WITHIN_DEADLINE)
-        if progress is not None:
-            progress(job.get("Progress", 0), 100)
-        state = job.get("State")
-        if state == "Success":
-            return job
-        if state == "Failure":
-            raise JobFailed(_job_failure_message(conn, job), job=job)
-        now = time.monotonic()
-        if now >= deadline:
-            raise OrthancTimeout(
-                f"job {job_id} ({job.get('Type')}) on {conn.url} still {state} at "
-                f"{job.get('Progress')}% after {timeout} s; it keeps running on the server "
-                "(cancel_job stops it)", job=job)
-        time.sleep(max(0.0, min(float(polling_interval), deadline - now)))
-
-
-def _job_failure_message(conn, job):
-    details = "; ".join(str(job[k]) for k in ("ErrorDescription", "ErrorDetails") if job.get(k))
-    return (f"job {job.get('ID')} ({job.get('Type')}) failed on {conn.url}: "
-            f"ErrorCode {job.get('ErrorCode')}: {details or 'no details'}")
-
-
-def cancel_job(conn, job_id):
-    """Cancel a pending, running or paused job (it ends in ``Failure``).
-
-    Orthanc: POST /jobs/{id}/cancel.
-    """
-    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/cancel", {})
-
-
-def pause_job(conn, job_id):
-    """Pause a job; ``resume_job`` continues it.  Orthanc: POST /jobs/{id}/pause."""
-    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/pause", {})
-
-
-def resume_job(conn, job_id):
-    """Resume a paused job.  Orthanc: POST /jobs/{id}/resume."""
-    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resume", {})
-
-
-def resubmit_job(conn, job_id):
-    """Run a failed or cancelled job again.  Orthanc: POST /jobs/{id}/resubmit."""
-    _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
-
-
 # ==== Modalities, peers, transfers ====
 
-# Every DICOM operation asks Orthanc for this network timeout (s) unless told a shorter one, and
-# a synchronous HTTP call wrapping one waits at least _DICOM_MARGIN s longer than it.
-_DICOM_TIMEOUT = 10
-_DICOM_MARGIN = 10
 _NETWORK_PROTOCOL = 9  # OrthancStatus of "Error in the network protocol" (refused, aborted...)
 _LEVEL_UID = {PATIENTS: "PatientID", STUDIES: "StudyInstanceUID", SERIES: "SeriesInstanceUID",
               INSTANCES: "SOPInstanceUID"}
@@ -2753,7 +2757,6 @@ def _not_overwritten(conn, cause):
             f"({cause}). Keeping SOPInstanceUID gives the modified instances the Orthanc ids of "
             "the originals, which Orthanc stores only with \"OverwriteInstances\": true in its "
             "configuration; the original instances are untouched")
-
 
 
 # ==== Command line ====
