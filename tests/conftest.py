@@ -2,7 +2,8 @@
 
 ``server_a`` and ``server_b`` (Orthanc 1.10: the host's on Debian 12) are each other's DICOM
 modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
-default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12).
+default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12) and
+``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot).
 Servers start lazily, the first time a test asks for them, and stop at the end of the session.
 """
 import os
@@ -108,6 +109,22 @@ def conn_112(server_112):
 
 
 @pytest.fixture(scope="session")
+def server_113():
+    """Orthanc 1.13 or newer (Debian sid's package), alone, with the DICOMweb and GDCM plugins."""
+    server = orthanc_rig.Server("v113", tier="1.13",
+                                plugins=("libOrthancDicomWeb.so", "libOrthancGdcm.so"))
+    _start_all([server])
+    print(f"\n[rig] v113: Orthanc {orthanc_fn.get_system(server.conn)['Version']} at {server.url}")
+    return server
+
+
+@pytest.fixture
+def conn_113(server_113):
+    orthanc_fn.delete_all_content(server_113.conn)
+    return server_113.conn
+
+
+@pytest.fixture(scope="session")
 def make_server():
     """Start an extra server of the host's Orthanc: ``make_server(name, config=..., ...)``."""
     def make(name, **options):
@@ -160,7 +177,7 @@ class _OrthancVersionsReport:
         self.used = []
 
     def pytest_report_header(self, config):
-        return [f"tier {tier}: {_tier_version(tier)}" for tier in ("1.10", "1.12")]
+        return [f"tier {tier}: {_tier_version(tier)}" for tier in ("1.10", "1.12", "1.13")]
 
     @pytest.hookimpl(tryfirst=True)  # before pytest_sessionfinish above stops the servers
     def pytest_sessionfinish(self, session):

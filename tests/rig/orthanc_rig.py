@@ -25,7 +25,7 @@ PLUGINS = "/usr/share/orthanc/plugins"
 ROOTS = os.environ.get("ORTHANC_FN_ROOTS", "/var/cache/orthanc_fn")
 USER = "fn-test"
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]  # a secret the secrecy tests look for
-_TIERS = {"1.10": "bookworm", "1.12": "trixie"}
+_TIERS = {"1.10": "bookworm", "1.12": "trixie", "1.13": "sid"}  # tier -> Debian suite
 _running = set()  # Popen of every Orthanc started here and not stopped yet
 
 
@@ -78,7 +78,10 @@ def host_version():
 
 
 def root_for(tier):
-    """The filesystem root that runs Orthanc ``tier`` ('1.10' or '1.12'): None for the host."""
+    """The filesystem root that runs Orthanc ``tier`` ('1.10', '1.12', '1.13'): None for the host.
+
+    sid moves: the 1.13 tier is whatever Debian's development suite has (1.13.0 or newer).
+    """
     if host_version() == tier:
         return None
     root = os.path.join(ROOTS, _TIERS[tier])
