@@ -48,7 +48,7 @@ __all__ = [
     "upload_folder_details", "upload_files_dicom_web", "get_file", "download_file",
     "download_archive", "download_instances", "download_media",
     # Find and statistics
-    "DailyCount", "lookup", "find", "iter_find", "get_daily_stats", "print_daily_stats",
+    "DailyCount", "lookup", "find", "iter_find", "count", "get_daily_stats", "print_daily_stats",
     # Modify and anonymize
     "anonymize", "anonymize_as_job", "modify", "modify_as_job", "BulkResult", "modify_bulk",
     "modify_bulk_as_job", "anonymize_bulk", "anonymize_bulk_as_job",
@@ -109,8 +109,9 @@ _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTA
 # Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
 # /tools/bulk-{modify,anonymize,delete,content} 1.9.4; RequestedTags 1.11.0; "Asynchronous"
 # in /modalities/{id}/move 1.11.1; labels 1.12.0;
-# /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
-# back-end that has them: the default SQLite one does).
+# /system "Capabilities" with extended /tools/find, /tools/count-resources and /changes 1.12.5
+# (also needs a database back-end that has them: the default SQLite one does); "Labels": []
+# with "LabelsConstraint": "None" matching the resources without any label 1.12.11.
 FEATURES = {
     "labels": (1, 12, 0),
     "requested_tags": (1, 11, 0),
@@ -121,6 +122,7 @@ FEATURES = {
     "bulk_content": (1, 9, 4),
     "extended_changes": (1, 12, 5),
     "extended_find": (1, 12, 5),
+    "find_without_labels": (1, 12, 11),
     "asynchronous_move": (1, 11, 1),
 }
 
@@ -664,21 +666,44 @@ def set_log_level(conn, level):
     return get_log_level(conn)
 
 
-def _require(conn, feature):
-    """Raise UnsupportedByServer unless the server is recent enough for ``feature``.
+# Features that also need the database back-end: Orthanc's /system "Capabilities" key.
+_CAPABILITIES = {"extended_find": "HasExtendedFind", "extended_changes": "HasExtendedChanges"}
+
+
+def _supports(system, feature):
+    """Tell whether a server with this ``/system`` answer has ``feature`` (version and, for
+    extended find and changes, its database's ``Capabilities``)."""
+    capability = _CAPABILITIES.get(feature)
+    return (_parse_version(system["Version"]) >= FEATURES[feature]
+            and (capability is None or bool(system.get("Capabilities", {}).get(capability))))
+
+
+def _require(conn, *features):
+    """Raise UnsupportedByServer unless the server is recent enough for every ``features``.
 
     Costs one ``GET /system`` each time it is called, with no memo (a server can be upgraded
     behind the same URL). Call it only in a function that was asked for a version-dependent
     option (``labels=``, ``requested_tags=``...), before the request that uses it: plain
     calls never pay for it. The error names the feature, the version it needs (``needed``)
-    and the one the server runs (``actual``).
+    and the one the server runs (``actual``); a new enough server whose database lacks the
+    feature (``Capabilities``) is refused too, saying so.
     """
-    needed = FEATURES[feature]
-    actual = get_version(conn)
-    if actual < needed:
+    system = get_system(conn)
+    actual = _parse_version(system["Version"])
+    for feature in features:
+        if _supports(system, feature):
+            continue
+        needed = FEATURES[feature]
+        name, version = feature.replace('_', ' '), '.'.join(map(str, needed))
+        if actual < needed:
+            raise UnsupportedByServer(
+                f"{name} needs Orthanc {version} or newer; "
+                f"{conn.url} runs {'.'.join(map(str, actual))}", needed=needed, actual=actual)
         raise UnsupportedByServer(
-            f"{feature.replace('_', ' ')} needs Orthanc {'.'.join(map(str, needed))} or newer; "
-            f"{conn.url} runs {'.'.join(map(str, actual))}", needed=needed, actual=actual)
+            f"{name} needs Orthanc {version} or newer with a database that has it; {conn.url} "
+            f"runs {system['Version']} without {_CAPABILITIES[feature]} in its Capabilities",
+            needed=needed, actual=actual)
+    return system
 
 
 # ==== Jobs ====
@@ -1760,9 +1785,38 @@ def lookup(conn, level, dicom_id):
     return ids[0] if ids else None
 
 
-def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_constraint,
-               requested_tags):
-    """Build a /tools/find body; refuse options this server would silently ignore."""
+# The keyword options of find, iter_find and count that /tools/find's extended form adds.
+_EXTENDED_FIND = {"order_by": "OrderBy", "response_content": "ResponseContent",
+                  "parent_patient": "ParentPatient", "parent_study": "ParentStudy",
+                  "parent_series": "ParentSeries", "metadata_query": "MetadataQuery"}
+
+
+def _order_by(keys):
+    """Orthanc's ``OrderBy`` list from keywords, ``gggg,eeee`` tags (``-``: descending) or
+    Orthanc's own dicts (copied).
+
+    >>> _order_by(["-StudyDate", "0008,0030"])  # doctest: +NORMALIZE_WHITESPACE
+    [{'Type': 'DicomTag', 'Key': 'StudyDate', 'Direction': 'DESC'},
+     {'Type': 'DicomTag', 'Key': '0008,0030', 'Direction': 'ASC'}]
+    """
+    order = []
+    for key in [keys] if isinstance(keys, (str, Mapping)) else keys:
+        if isinstance(key, Mapping):
+            order.append(dict(key))
+        elif isinstance(key, str) and key.lstrip("-"):
+            order.append({"Type": "DicomTag", "Key": key.lstrip("-"),
+                          "Direction": "DESC" if key.startswith("-") else "ASC"})
+        else:
+            raise OrthancValueError(f"invalid order_by key {key!r}: use a DICOM keyword, "
+                                    "'gggg,eeee', '-' before either to sort descending, or "
+                                    "a dict {'Type', 'Key', 'Direction'}")
+    return order
+
+
+def _find_body(level, query, *, expand=True, case_sensitive=True, labels=None,
+               labels_constraint="All", requested_tags=None, **extended):
+    """Build a /tools/find body and the features it needs (for ``_require``: an option an
+    older server would silently ignore must be refused, not sent)."""
     if query is not None and not isinstance(query, Mapping):
         raise OrthancValueError(f"find query must be a dict of DICOM keywords to patterns, "
                                 f"got {query!r}")
@@ -1771,18 +1825,27 @@ def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_con
                                 f"got {labels_constraint!r}")
     body = {"Level": _ORTHANC_LEVEL[_level(level)], "Query": dict(query or {}),
             "Expand": bool(expand), "CaseSensitive": bool(case_sensitive)}
+    needs = []
     if labels is not None:
-        _require(conn, "labels")
         body["Labels"] = _as_list(labels)
         body["LabelsConstraint"] = labels_constraint
+        needs.append("find_without_labels" if not body["Labels"] and labels_constraint == "None"
+                     else "labels")
     if requested_tags is not None:
-        _require(conn, "requested_tags")
         body["RequestedTags"] = _as_list(requested_tags)
-    return body
+        needs.append("requested_tags")
+    convert = {"order_by": _order_by, "response_content": _as_list, "metadata_query": dict}
+    for option, value in extended.items():
+        if value is not None:
+            body[_EXTENDED_FIND[option]] = convert.get(option, str)(value)
+            needs.append("extended_find")
+    return body, needs
 
 
 def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensitive=True,
-         labels=None, labels_constraint="All", requested_tags=None):
+         labels=None, labels_constraint="All", requested_tags=None, order_by=None,
+         response_content=None, parent_patient=None, parent_study=None, parent_series=None,
+         metadata_query=None):
     """Find the resources of ``level`` whose tags match ``query`` (Orthanc's /tools/find).
 
     ``query`` maps DICOM keywords to Orthanc's patterns (``"DOE*"``, ``"20260101-20261231"``,
@@ -1790,14 +1853,31 @@ def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensit
     Returns Orthanc's expanded dicts, or ids with ``expand=False``. ``limit`` and ``since``
     page the answer (see ``iter_find``); ``case_sensitive`` applies to PatientName-like tags.
     ``labels`` (a label or a list) with ``labels_constraint`` ``'All'``, ``'Any'`` or
-    ``'None'`` filters by label (Orthanc >= 1.12.0); ``requested_tags`` adds tags to each
-    expanded answer in ``RequestedTags`` (Orthanc >= 1.11.0). On an older server either option
-    raises ``UnsupportedByServer`` rather than being ignored (which would match everything).
+    ``'None'`` filters by label (Orthanc >= 1.12.0; ``labels=[]`` with ``'None'``: the
+    resources without any label, Orthanc >= 1.12.11); ``requested_tags`` adds tags to each
+    expanded answer in ``RequestedTags`` (Orthanc >= 1.11.0).
+
+    Orthanc >= 1.12.5 with a database that has the extended find (``Capabilities``):
+    ``order_by`` sorts (keys in order, each a DICOM keyword or ``gggg,eeee``, ``"-StudyDate"``
+    descending, or Orthanc's own ``{"Type": "Metadata", "Key": ..., "Direction": ...}``);
+    ``response_content`` is Orthanc's ``ResponseContent`` list (``["MainDicomTags",
+    "Parent"]``: only ``ID``, ``Type`` and these come back, whatever ``expand``);
+    ``parent_patient``, ``parent_study``, ``parent_series`` restrict the search to the
+    descendants of one Orthanc id; ``metadata_query`` maps metadata names to patterns.
+    On an older server each of these options raises ``UnsupportedByServer`` before any
+    request rather than being ignored (which would match everything).
     Orthanc: POST /tools/find.
+
+    See also: ``iter_find`` (every match, paged), ``count``.
     """
-    body = _find_body(conn, level, query, expand=expand, case_sensitive=case_sensitive,
-                      labels=labels, labels_constraint=labels_constraint,
-                      requested_tags=requested_tags)
+    body, needs = _find_body(level, query, expand=expand, case_sensitive=case_sensitive,
+                             labels=labels, labels_constraint=labels_constraint,
+                             requested_tags=requested_tags, order_by=order_by,
+                             response_content=response_content, parent_patient=parent_patient,
+                             parent_study=parent_study, parent_series=parent_series,
+                             metadata_query=metadata_query)
+    if needs:
+        _require(conn, *needs)
     if limit is not None:
         body["Limit"] = int(limit)
     if since is not None:
@@ -1805,25 +1885,15 @@ def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensit
     return _post(conn, "/tools/find", body)
 
 
-def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive=True,
-              labels=None, labels_constraint="All", requested_tags=None):
-    """Yield every match of ``find`` (same options), fetching ``page_size`` at a time.
+def _case_matters(body):
+    """Whether a case-sensitive body could answer otherwise case-insensitively: only a pattern
+    with a cased letter can (dates, numbers and UIDs have none)."""
+    return body["CaseSensitive"] and any(
+        str(value).lower() != str(value).upper() for value in body["Query"].values())
 
-    Pages with ``Limit``/``Since``: each page is a request, so a very large answer never sits
-    whole in the server's or the client's memory. Resources added or deleted while iterating
-    may shift the pages. Orthanc >= 1.12.5 refuses ``Since`` for a case-sensitive query on
-    tags (checked on 1.12.7): there, such a query is fetched in one request (pass
-    ``case_sensitive=False`` to page it). Orthanc: POST /tools/find.
-    """
-    page_size = int(page_size)
-    if page_size < 1:
-        raise OrthancValueError(f"page_size must be at least 1, got {page_size}")
-    body = _find_body(conn, level, query, expand=expand, case_sensitive=case_sensitive,
-                      labels=labels, labels_constraint=labels_constraint,
-                      requested_tags=requested_tags)
-    if body["Query"] and case_sensitive and get_version(conn) >= FEATURES["extended_find"]:
-        yield from _post(conn, "/tools/find", body)
-        return
+
+def _find_pages(conn, body, page_size):
+    """Yield every answer of ``body``, one /tools/find per ``page_size`` with Limit/Since."""
     since = 0
     while True:
         page = _post(conn, "/tools/find", dict(body, Limit=page_size, Since=since))
@@ -1831,6 +1901,91 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
         if len(page) < page_size:
             return
         since += len(page)
+
+
+def _find_by_ids(conn, body, page_size):
+    """Yield every answer of ``body``: all the ids in one light request, then expanded
+    ``page_size`` at a time with /tools/bulk-content (the same dicts as /tools/find's)."""
+    ids = _post(conn, "/tools/find", dict(body, Expand=False))
+    if not body["Expand"]:
+        yield from ids
+        return
+    while ids:
+        batch, ids[:page_size] = ids[:page_size], ()  # what is expanded is no longer held
+        for resource in _post(conn, "/tools/bulk-content", {"Resources": batch}):
+            resource.pop("Metadata", None)  # bulk-content adds it; /tools/find does not
+            yield resource
+
+
+def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive=True,
+              labels=None, labels_constraint="All", requested_tags=None, order_by=None,
+              response_content=None, parent_patient=None, parent_study=None,
+              parent_series=None, metadata_query=None):
+    """Yield every match of ``find`` (same options, same dicts, in ``order_by`` order).
+
+    Never holds the whole expanded answer, on the server or here, and takes time linear in
+    the number of matches on every version:
+
+    - Orthanc >= 1.12.5 (extended find) pages with ``Limit``/``Since`` in constant time per
+      page, ``order_by`` kept across pages (ties included: pages are disjoint and complete).
+      It refuses ``Since`` for a case-sensitive pattern with letters (checked on 1.12.7 and
+      1.13.0); such a query gets its ids in one request, expanded as below. A pattern without
+      cased letters (dates, numbers, UIDs) pages, case-sensitivity changing nothing for it.
+    - Older servers re-run the whole lookup for each ``Since`` page (quadratic time: 2 s per
+      1,000 studies at 100,000 on 1.10.1): there the matching ids come in one light request
+      and are expanded ``page_size`` at a time with ``/tools/bulk-content`` (1.9.4+).
+    - ``requested_tags`` or ``response_content`` cannot go through bulk-content: on an old
+      server that pages with ``Since``, and a case-sensitive lettered query with one of them
+      on 1.12.5+ comes in one request.
+
+    Resources added or deleted while iterating may shift the pages (or, deleted between the
+    ids and their expansion, raise ``NotFound``). Orthanc: POST /tools/find,
+    POST /tools/bulk-content.
+    """
+    page_size = int(page_size)
+    if page_size < 1:
+        raise OrthancValueError(f"page_size must be at least 1, got {page_size}")
+    body, needs = _find_body(level, query, expand=expand, case_sensitive=case_sensitive,
+                             labels=labels, labels_constraint=labels_constraint,
+                             requested_tags=requested_tags, order_by=order_by,
+                             response_content=response_content, parent_patient=parent_patient,
+                             parent_study=parent_study, parent_series=parent_series,
+                             metadata_query=metadata_query)
+    system = _require(conn, *needs)
+    extended = _supports(system, "extended_find")
+    by_ids = "ResponseContent" not in body and not (expand and "RequestedTags" in body) \
+        and _supports(system, "bulk_content")
+    if extended and not _case_matters(body):
+        yield from _find_pages(conn, dict(body, CaseSensitive=False), page_size)
+    elif by_ids:
+        yield from _find_by_ids(conn, body, page_size)
+    elif extended:
+        yield from _post(conn, "/tools/find", body)
+    else:
+        yield from _find_pages(conn, body, page_size)
+
+
+def count(conn, level, query, *, case_sensitive=True, labels=None, labels_constraint="All",
+          parent_patient=None, parent_study=None, parent_series=None, metadata_query=None):
+    """Count the matches of ``find`` with the same filters, in one request.
+
+    Orthanc's /tools/count-resources refuses ``"CaseSensitive": true``: a case-sensitive
+    query with a lettered pattern (``"DOE*"``, where case could matter) is counted as the
+    length of ``find(..., expand=False)`` instead, still one request. Needs Orthanc >= 1.12.5
+    with the extended find (``UnsupportedByServer`` otherwise, before any request).
+    Orthanc: POST /tools/count-resources (1.12.5).
+
+    See also: ``find``.
+    """
+    body, needs = _find_body(level, query, expand=False, case_sensitive=case_sensitive,
+                             labels=labels, labels_constraint=labels_constraint,
+                             parent_patient=parent_patient, parent_study=parent_study,
+                             parent_series=parent_series, metadata_query=metadata_query)
+    _require(conn, "extended_find", *needs)
+    if _case_matters(body):
+        return len(_post(conn, "/tools/find", body))
+    del body["CaseSensitive"], body["Expand"]
+    return _post(conn, "/tools/count-resources", body)["Count"]
 
 
 def _as_date(value):
@@ -1848,15 +2003,25 @@ def _as_date(value):
                                 "'YYYY-MM-DD' or 'YYYYMMDD'") from None
 
 
+# get_daily_stats: the computed tag giving a study's count of each level (Orthanc 1.11+).
+_STUDY_COUNT_TAGS = {SERIES: "NumberOfStudyRelatedSeries",
+                     INSTANCES: "NumberOfStudyRelatedInstances"}
+
+
 def get_daily_stats(conn, level, from_date=None, to_date=None):
     """Count the studies, series or instances of each day by StudyDate, zeros included.
 
     Days run from ``from_date`` to ``to_date`` inclusive (dates, ``'YYYY-MM-DD'`` or
     ``'YYYYMMDD'``); the default is the last 8 days ending today. Returns a list of
-    ``DailyCount(date, count)``. Whatever the number of days: one request for studies and
-    series (an expanded study lists its series), two for instances (an expanded series lists
-    its instances). A server with ``LimitFindResults`` set truncates the answers.
-    Orthanc: POST /tools/find with a ``StudyDate`` range.
+    ``DailyCount(date, count)``. Whatever the number of days, one request: a find of the
+    range's studies asking only their StudyDate and the computed count of the level
+    (``RequestedTags``, ``ResponseContent``); Orthanc >= 1.12.5 sends just that (measured on
+    1.13.0 over 3,000 studies and 30 days: 80 ms for studies and 97 ms for instances, where
+    the whole expanded studies took 180 ms and 690 ms with their series, and a
+    ``count`` per day 82 ms and 242 ms). An older server ignores both keys and sends the
+    expanded studies, which list their series; for instances it then takes a second request,
+    for the expanded series (listing their instances). A server with ``LimitFindResults``
+    set truncates the answers. Orthanc: POST /tools/find with a ``StudyDate`` range.
     """
     level = _level(level)
     if level == PATIENTS:
@@ -1869,17 +2034,25 @@ def get_daily_stats(conn, level, from_date=None, to_date=None):
     days = [from_date + datetime.timedelta(days=n) for n in range((to_date - from_date).days + 1)]
     counts = dict.fromkeys((day.strftime("%Y%m%d") for day in days), 0)
     query = {"StudyDate": f"{from_date:%Y%m%d}-{to_date:%Y%m%d}"}
-    studies = _post(conn, "/tools/find", {"Level": "Study", "Query": query, "Expand": True})
-    if level == INSTANCES:
-        date_of_study = {s["ID"]: s["MainDicomTags"].get("StudyDate") for s in studies}
-        series = _post(conn, "/tools/find", {"Level": "Series", "Query": query, "Expand": True})
-        items = [(date_of_study.get(s["ParentStudy"]), len(s["Instances"])) for s in series]
+    count_tag = _STUDY_COUNT_TAGS.get(level)
+    studies = _post(conn, "/tools/find", {
+        "Level": "Study", "Query": query, "Expand": True, "ResponseContent": ["RequestedTags"],
+        "RequestedTags": ["StudyDate"] + ([count_tag] if count_tag else [])})
+    computed = all("RequestedTags" in s for s in studies)  # else an Orthanc older than 1.11
+    date_of = {s["ID"]: s["RequestedTags"]["StudyDate"] if computed
+               else s["MainDicomTags"].get("StudyDate") for s in studies}
+    if level == STUDIES:
+        items = [(date_of[s["ID"]], 1) for s in studies]
+    elif computed:
+        items = [(date_of[s["ID"]], int(s["RequestedTags"][count_tag] or 0)) for s in studies]
+    elif level == SERIES:
+        items = [(date_of[s["ID"]], len(s["Series"])) for s in studies]
     else:
-        items = [(s["MainDicomTags"].get("StudyDate"),
-                  1 if level == STUDIES else len(s["Series"])) for s in studies]
-    for study_date, count in items:
+        series = _post(conn, "/tools/find", {"Level": "Series", "Query": query, "Expand": True})
+        items = [(date_of.get(s["ParentStudy"]), len(s["Instances"])) for s in series]
+    for study_date, number in items:
         if study_date in counts:
-            counts[study_date] += count
+            counts[study_date] += number
     return [DailyCount(day, counts[day.strftime("%Y%m%d")]) for day in days]
 
 

@@ -141,15 +141,17 @@ def test_iter_find_returns_exactly_every_match_for_n_around_the_page_size(conn_a
     assert len(found) == count and set(found) == expected
 
 
-def test_iter_find_pages_with_limit_and_since(conn_a, count_requests):
+def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at_a_time(
+        conn_a, count_requests):
     description = _unique()
     for _ in range(4):
         _study(conn_a, StudyDescription=description)
+    query = {"StudyDescription": description}
     count_requests.clear()
-    found = list(o.iter_find(conn_a, o.STUDIES, {"StudyDescription": description}, page_size=3))
-    assert len(found) == 4 and len({s["ID"] for s in found}) == 4
+    found = list(o.iter_find(conn_a, o.STUDIES, query, page_size=3))
     posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
-    assert posts == ["tools/find"] * 2
+    assert posts == ["tools/find", "tools/bulk-content", "tools/bulk-content"]
+    assert found == o.find(conn_a, o.STUDIES, query)
 
 
 def test_iter_find_refuses_a_page_size_below_one(conn_a):
