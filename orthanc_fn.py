@@ -1906,13 +1906,32 @@ def _find_pages(conn, body, page_size):
 def _find_by_ids(conn, body, page_size):
     """Yield every answer of ``body``: all the ids in one light request, then expanded
     ``page_size`` at a time with /tools/bulk-content (the same dicts as /tools/find's)."""
-    ids = _post(conn, "/tools/find", dict(body, Expand=False))
+    raw = _post(conn, "/tools/find", dict(body, Expand=False), raw=True)
+    # A JSON list of Orthanc ids (hex digits and dashes) read in place: these bytes take half
+    # the memory of a list of str (100,000 ids: 4.9 MB instead of 10 MB, plus json's copy).
+    ids = (match.group(1).decode() for match in re.finditer(rb'"([^"]*)"', raw))
     if not body["Expand"]:
         yield from ids
         return
-    while ids:
-        batch, ids[:page_size] = ids[:page_size], ()  # what is expanded is no longer held
-        for resource in _post(conn, "/tools/bulk-content", {"Resources": batch}):
+    batch = []
+    for orthanc_id in ids:
+        batch.append(orthanc_id)
+        if len(batch) == page_size:
+            yield from _expand_ids(conn, body["Level"], batch)
+            batch = []
+    yield from _expand_ids(conn, body["Level"], batch)
+
+
+def _expand_ids(conn, level, orthanc_ids):
+    """Expand these ids of ``level`` (an Orthanc ``Type``) in this order as /tools/find would;
+    an id deleted meanwhile is left out (bulk-content with a ``Level`` skips it, unordered)."""
+    if not orthanc_ids:
+        return
+    answer = _post(conn, "/tools/bulk-content", {"Resources": orthanc_ids, "Level": level})
+    expanded = {resource["ID"]: resource for resource in answer}
+    for orthanc_id in orthanc_ids:
+        if orthanc_id in expanded:
+            resource = expanded.pop(orthanc_id)
             resource.pop("Metadata", None)  # bulk-content adds it; /tools/find does not
             yield resource
 
@@ -1938,8 +1957,8 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
       server that pages with ``Since``, and a case-sensitive lettered query with one of them
       on 1.12.5+ comes in one request.
 
-    Resources added or deleted while iterating may shift the pages (or, deleted between the
-    ids and their expansion, raise ``NotFound``). Orthanc: POST /tools/find,
+    Resources added or deleted while iterating may shift the pages (deleted between the ids
+    and their expansion, they are left out). Orthanc: POST /tools/find,
     POST /tools/bulk-content.
     """
     page_size = int(page_size)
