@@ -1,6 +1,7 @@
 """Find and statistics: lookup, find and its options, iter_find paging, daily stats."""
 import datetime
 import io
+import json
 import zipfile
 
 import pytest
@@ -285,3 +286,230 @@ def test_find_refuses_a_query_that_is_not_a_dict_before_any_request(conn_a, coun
     with pytest.raises(o.OrthancValueError) as info:
         o.find(conn_a, o.STUDIES, "PatientID=DOE")
     assert "'PatientID=DOE'" in str(info.value) and count_requests == []
+
+
+# ---- extended find (Orthanc >= 1.12.5): order_by, response_content, parents, metadata, count
+
+def _dated_studies(conn, dates, **tags):
+    """One one-instance study per date (same other tags); return {study id: date}."""
+    return {_study(conn, StudyDate=date, **tags): date for date in dates}
+
+
+@pytest.mark.v113
+def test_find_order_by_sorts_by_a_tag_ascending_and_descending_on_orthanc_1_13(conn_113):
+    dates = ["20030105", "20010101", "20020303", "20000101"]
+    by_id = _dated_studies(conn_113, dates)
+    ascending = o.find(conn_113, o.STUDIES, {}, order_by=["StudyDate"])
+    assert [s["MainDicomTags"]["StudyDate"] for s in ascending] == sorted(dates)
+    descending = o.find(conn_113, o.STUDIES, {}, order_by="-0008,0020", expand=False)
+    assert [by_id[i] for i in descending] == sorted(dates, reverse=True)
+
+
+@pytest.mark.v113
+def test_find_order_by_accepts_orthanc_s_dict_for_a_metadata_on_orthanc_1_13(conn_113):
+    values = {}
+    for value in ("m-b", "m-c", "m-a"):
+        study_id = _study(conn_113)
+        o.set_string_metadata(conn_113, o.STUDIES, study_id, "1030", value)
+        values[study_id] = value
+    found = o.find(conn_113, o.STUDIES, {}, expand=False, order_by=[
+        {"Type": "Metadata", "Key": "1030", "Direction": "DESC"}])
+    assert [values[i] for i in found] == ["m-c", "m-b", "m-a"]
+
+
+@pytest.mark.v113
+def test_find_response_content_returns_only_id_type_and_the_asked_parts_on_orthanc_1_13(
+        conn_113):
+    study_id = _study(conn_113, StudyDescription="RC")
+    [found] = o.find(conn_113, o.STUDIES, {}, response_content=["Parent", "MainDicomTags"])
+    assert set(found) == {"ID", "Type", "ParentPatient", "MainDicomTags", "PatientMainDicomTags"}
+    assert found["ID"] == study_id and found["MainDicomTags"]["StudyDescription"] == "RC"
+    assert found["ParentPatient"] == o.get_parent_id(conn_113, o.STUDIES, study_id, o.PATIENTS)
+
+
+@pytest.mark.v113
+@pytest.mark.parametrize("option, parent_level, level", [
+    ("parent_patient", o.PATIENTS, o.STUDIES), ("parent_study", o.STUDIES, o.SERIES),
+    ("parent_series", o.SERIES, o.INSTANCES), ("parent_patient", o.PATIENTS, o.INSTANCES)])
+def test_find_restricts_to_the_descendants_of_a_parent_on_orthanc_1_13(conn_113, option,
+                                                                        parent_level, level):
+    patient_id = _unique()
+    ids = o.upload(conn_113, _zip(h.generate_test_study(2, 2, {"PatientID": patient_id})))
+    o.upload(conn_113, _zip(h.generate_test_study(1, 2, {"PatientID": patient_id})))
+    o.upload(conn_113, _zip(h.generate_test_study(2, 1)))  # another patient
+    parent = o.get_parent_id(conn_113, o.INSTANCES, ids[0], parent_level)
+    expected = {i for i in o.find(conn_113, level, {}, expand=False)
+                if o.get_parent_id(conn_113, level, i, parent_level) == parent}
+    found = o.find(conn_113, level, {}, expand=False, **{option: parent})
+    assert set(found) == expected and len(found) == len(expected) > 0
+
+
+@pytest.mark.v113
+def test_find_metadata_query_matches_the_metadata_pattern_on_orthanc_1_13(conn_113):
+    tagged = set()
+    for value in ("m-one", "m-two", "other"):
+        study_id = _study(conn_113)
+        o.set_string_metadata(conn_113, o.STUDIES, study_id, "1030", value)
+        if value.startswith("m-"):
+            tagged.add(study_id)
+    _study(conn_113)  # no metadata at all
+    found = o.find(conn_113, o.STUDIES, {}, expand=False, metadata_query={"1030": "m-*"})
+    assert set(found) == tagged and len(found) == 2
+
+
+@pytest.mark.v113
+def test_find_labels_none_with_no_label_finds_the_unlabelled_resources_on_orthanc_1_13(
+        conn_113):
+    labelled, plain = _study(conn_113), _study(conn_113)
+    o.add_label(conn_113, o.STUDIES, labelled, "seen")
+    assert o.find(conn_113, o.STUDIES, {}, expand=False, labels=[],
+                  labels_constraint="None") == [plain]
+    assert o.count(conn_113, o.STUDIES, {}, labels=[], labels_constraint="None") == 1
+
+
+@pytest.mark.v112
+def test_find_refuses_labels_none_with_no_label_below_orthanc_1_12_11(conn_112,
+                                                                     count_requests):
+    count_requests.clear()
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.find(conn_112, o.STUDIES, {}, labels=[], labels_constraint="None")
+    assert "1.12.11" in str(info.value) and info.value.needed == (1, 12, 11)
+    assert [m for m, _, _ in count_requests] == ["GET"]
+
+
+def test_find_refuses_labels_none_with_no_label_on_orthanc_1_10(conn_a):
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.find(conn_a, o.STUDIES, {}, labels=[], labels_constraint="None")
+    assert "1.12.11" in str(info.value)
+
+
+_EXTENDED_OPTIONS = [{"order_by": ["StudyDate"]}, {"response_content": ["MainDicomTags"]},
+                     {"parent_patient": "x"}, {"parent_study": "x"}, {"parent_series": "x"},
+                     {"metadata_query": {"1030": "m-*"}}]
+
+
+@pytest.mark.parametrize("option", _EXTENDED_OPTIONS)
+def test_find_refuses_extended_options_on_orthanc_1_10_without_sending_the_find(
+        conn_a, count_requests, option):
+    for call in (o.find, lambda *a, **k: list(o.iter_find(*a, **k))):
+        with pytest.raises(o.UnsupportedByServer) as info:
+            call(conn_a, o.STUDIES, {}, **option)
+        assert "extended find needs Orthanc 1.12.5" in str(info.value)
+    assert [m for m, _, _ in count_requests] == ["GET", "GET"]
+
+
+def test_count_refuses_orthanc_1_10_without_sending_the_count(conn_a, count_requests):
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.count(conn_a, o.STUDIES, {})
+    assert info.value.needed == (1, 12, 5) and [m for m, _, _ in count_requests] == ["GET"]
+
+
+def test_a_new_orthanc_whose_database_lacks_extended_find_does_not_support_it():
+    """Pure: the rig has no database back-end without it, so the /system answer is given."""
+    system = {"Version": "1.13.0", "Capabilities": {"HasExtendedFind": False}}
+    assert not o._supports(system, "extended_find")
+    assert o._supports(dict(system, Capabilities={"HasExtendedFind": True}), "extended_find")
+    assert not o._supports({"Version": "1.12.4"}, "extended_find")
+
+
+def test_find_refuses_an_order_by_key_that_is_not_a_tag_or_a_dict(conn_a, count_requests):
+    with pytest.raises(o.OrthancValueError):
+        o.find(conn_a, o.STUDIES, {}, order_by=["-"])
+    assert count_requests == []
+
+
+@pytest.mark.v113
+@pytest.mark.parametrize("query, options, expected", [
+    ({}, {}, 5),
+    ({"StudyDate": "20010101-20011231"}, {}, 2),
+    ({"PatientName": "CNT*"}, {}, 5),                        # case-sensitive, lettered
+    ({"PatientName": "cnt*"}, {"case_sensitive": False}, 5),
+    ({"PatientName": "cnt*"}, {}, 0),                        # case-sensitive: no match
+    ({}, {"labels": ["cnt"]}, 1),
+    ({}, {"metadata_query": {"1030": "m-*"}}, 1),
+])
+def test_count_equals_the_length_of_find_on_orthanc_1_13(conn_113, query, options, expected):
+    ids = [_study(conn_113, PatientName=f"CNT^{n}", PatientID=_unique(),
+                  StudyDate="20010101" if n % 2 else "20020101") for n in range(5)]
+    o.add_label(conn_113, o.STUDIES, ids[0], "cnt")
+    o.set_string_metadata(conn_113, o.STUDIES, ids[1], "1030", "m-1")
+    assert len(o.find(conn_113, o.STUDIES, query, expand=False, **options)) == expected
+    assert o.count(conn_113, o.STUDIES, query, **options) == expected
+
+
+@pytest.mark.v113
+def test_count_sends_one_count_request_or_one_find_when_case_matters_on_orthanc_1_13(
+        conn_113, count_requests):
+    parent = o.get_parent_id(conn_113, o.STUDIES, _study(conn_113, PatientName="DOE^A"),
+                             o.PATIENTS)
+    _study(conn_113, PatientName="DOE^B")
+    count_requests.clear()
+    assert o.count(conn_113, o.STUDIES, {}, parent_patient=parent) == 1
+    assert o.count(conn_113, o.STUDIES, {"PatientName": "DOE*"}) == 2
+    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
+    assert posts == ["tools/count-resources", "tools/find"]
+
+
+# ---- iter_find on Orthanc >= 1.12.5
+
+@pytest.mark.v113
+@pytest.mark.parametrize("order_by", [["StudyDate"], ["-StudyDate"]])
+def test_iter_find_pages_follow_order_by_disjoint_and_complete_with_ties_on_orthanc_1_13(
+        conn_113, count_requests, order_by):
+    dates = ["20010101", "20010202", "20010303"] * 4  # each date four times: ties
+    by_id = _dated_studies(conn_113, dates)
+    count_requests.clear()
+    found = list(o.iter_find(conn_113, o.STUDIES, {}, page_size=5, expand=False,
+                             order_by=order_by))
+    assert sorted(found) == sorted(by_id)  # complete, each once
+    assert [by_id[i] for i in found] == sorted(dates, reverse=order_by[0].startswith("-"))
+    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
+    assert posts == ["tools/find"] * 3
+
+
+@pytest.mark.v113
+def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(conn_113,
+                                                                              count_requests):
+    expected = set(_dated_studies(conn_113, ["20050505"] * 4))
+    _study(conn_113, StudyDate="20060606")
+    count_requests.clear()
+    found = list(o.iter_find(conn_113, o.STUDIES, {"StudyDate": "20050505"}, page_size=3,
+                             response_content=["MainDicomTags"]))
+    assert {s["ID"] for s in found} == expected and len(found) == 4
+    assert all(set(s) == {"ID", "Type", "MainDicomTags", "PatientMainDicomTags"} for s in found)
+    bodies = [json.loads(k["body"]) for m, _, k in count_requests if m == "POST"]
+    assert [(b.get("Since"), b.get("Limit")) for b in bodies] == [(0, 3), (3, 3)]
+
+
+@pytest.mark.v113
+def test_iter_find_gets_a_case_sensitive_lettered_query_by_ids_on_orthanc_1_13(
+        conn_113, count_requests):
+    name = _unique()
+    for n in range(4):
+        _study(conn_113, PatientName=f"{name}^{n}", StudyDate=f"2001010{n + 1}")
+    _study(conn_113, PatientName=name.lower())
+    query = {"PatientName": name + "*"}
+    count_requests.clear()
+    found = list(o.iter_find(conn_113, o.STUDIES, query, page_size=3, order_by="-StudyDate"))
+    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
+    assert posts == ["tools/find", "tools/bulk-content", "tools/bulk-content"]
+    assert found == o.find(conn_113, o.STUDIES, query, order_by="-StudyDate")
+    assert [s["MainDicomTags"]["StudyDate"] for s in found] == [
+        "20010104", "20010103", "20010102", "20010101"]
+
+
+# ---- daily stats on Orthanc >= 1.12.5
+
+@pytest.mark.v113
+@pytest.mark.parametrize("level, counts", [
+    (o.STUDIES, (2, 0, 1)), (o.SERIES, (3, 0, 1)), (o.INSTANCES, (5, 0, 1))])
+def test_daily_stats_take_one_light_request_at_every_level_on_orthanc_1_13(
+        conn_113, count_requests, level, counts):
+    for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
+                  h.generate_test_study(1, 1, {"StudyDate": "20010301"}),
+                  h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
+        o.upload(conn_113, _zip(files))
+    count_requests.clear()
+    assert o.get_daily_stats(conn_113, level, "2001-03-01", "2001-03-03") == _days(*counts)
+    assert len(count_requests) == 1
+    assert json.loads(count_requests[0][2]["body"])["ResponseContent"] == ["RequestedTags"]
