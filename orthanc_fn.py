@@ -1785,12 +1785,6 @@ def lookup(conn, level, dicom_id):
     return ids[0] if ids else None
 
 
-# The keyword options of find, iter_find and count that /tools/find's extended form adds.
-_EXTENDED_FIND = {"order_by": "OrderBy", "response_content": "ResponseContent",
-                  "parent_patient": "ParentPatient", "parent_study": "ParentStudy",
-                  "parent_series": "ParentSeries", "metadata_query": "MetadataQuery"}
-
-
 def _order_by(keys):
     """Orthanc's ``OrderBy`` list from keywords, ``gggg,eeee`` tags (``-``: descending) or
     Orthanc's own dicts (copied).
@@ -1814,7 +1808,9 @@ def _order_by(keys):
 
 
 def _find_body(level, query, *, expand=True, case_sensitive=True, labels=None,
-               labels_constraint="All", requested_tags=None, **extended):
+               labels_constraint="All", requested_tags=None, order_by=None,
+               response_content=None, parent_patient=None, parent_study=None,
+               parent_series=None, metadata_query=None):
     """Build a /tools/find body and the features it needs (for ``_require``: an option an
     older server would silently ignore must be refused, not sent)."""
     if query is not None and not isinstance(query, Mapping):
@@ -1834,10 +1830,12 @@ def _find_body(level, query, *, expand=True, case_sensitive=True, labels=None,
     if requested_tags is not None:
         body["RequestedTags"] = _as_list(requested_tags)
         needs.append("requested_tags")
-    convert = {"order_by": _order_by, "response_content": _as_list, "metadata_query": dict}
-    for option, value in extended.items():
+    extended = {"OrderBy": (_order_by, order_by), "ResponseContent": (_as_list, response_content),
+                "ParentPatient": (str, parent_patient), "ParentStudy": (str, parent_study),
+                "ParentSeries": (str, parent_series), "MetadataQuery": (dict, metadata_query)}
+    for key, (convert, value) in extended.items():
         if value is not None:
-            body[_EXTENDED_FIND[option]] = convert.get(option, str)(value)
+            body[key] = convert(value)
             needs.append("extended_find")
     return body, needs
 
@@ -1936,11 +1934,9 @@ def _expand_ids(conn, level, orthanc_ids):
             yield resource
 
 
-def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive=True,
-              labels=None, labels_constraint="All", requested_tags=None, order_by=None,
-              response_content=None, parent_patient=None, parent_study=None,
-              parent_series=None, metadata_query=None):
-    """Yield every match of ``find`` (same options, same dicts, in ``order_by`` order).
+def iter_find(conn, level, query, *, page_size=1000, **options):
+    """Yield every match of ``find`` (same options but ``limit`` and ``since``, same dicts,
+    in ``order_by`` order).
 
     Never holds the whole expanded answer, on the server or here, and takes time linear in
     the number of matches on every version:
@@ -1964,19 +1960,14 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
     page_size = int(page_size)
     if page_size < 1:
         raise OrthancValueError(f"page_size must be at least 1, got {page_size}")
-    body, needs = _find_body(level, query, expand=expand, case_sensitive=case_sensitive,
-                             labels=labels, labels_constraint=labels_constraint,
-                             requested_tags=requested_tags, order_by=order_by,
-                             response_content=response_content, parent_patient=parent_patient,
-                             parent_study=parent_study, parent_series=parent_series,
-                             metadata_query=metadata_query)
+    body, needs = _find_body(level, query, **options)
     system = _require(conn, *needs)
     extended = _supports(system, "extended_find")
-    by_ids = "ResponseContent" not in body and not (expand and "RequestedTags" in body) \
-        and _supports(system, "bulk_content")
+    # bulk-content gives what Expand gives, neither RequestedTags nor a ResponseContent
+    lean = "ResponseContent" not in body and not (body["Expand"] and "RequestedTags" in body)
     if extended and not _case_matters(body):
         yield from _find_pages(conn, dict(body, CaseSensitive=False), page_size)
-    elif by_ids:
+    elif lean and _supports(system, "bulk_content"):
         yield from _find_by_ids(conn, body, page_size)
     elif extended:
         yield from _post(conn, "/tools/find", body)
