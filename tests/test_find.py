@@ -155,6 +155,17 @@ def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at
     assert found == o.find(conn_a, o.STUDIES, query)
 
 
+def test_iter_find_of_ids_on_orthanc_1_10_is_one_request_whatever_the_page_size(
+        conn_a, count_requests):
+    description = _unique()
+    expected = {_study(conn_a, StudyDescription=description) for _ in range(5)}
+    count_requests.clear()
+    found = list(o.iter_find(conn_a, o.STUDIES, {"StudyDescription": description},
+                             page_size=2, expand=False))
+    assert sorted(found) == sorted(expected)
+    assert [m for m, _, _ in count_requests] == ["GET", "POST"]
+
+
 def test_iter_find_refuses_a_page_size_below_one(conn_a):
     with pytest.raises(o.OrthancValueError):
         list(o.iter_find(conn_a, o.STUDIES, {}, page_size=0))
