@@ -9,6 +9,8 @@ from pydicom.uid import generate_uid
 
 import orthanc_fn as o
 import orthanc_fn_helpers as h
+import orthanc_rig
+import postgres_rig
 
 
 def _study(conn, **tags):
@@ -415,12 +417,47 @@ def test_count_refuses_orthanc_1_10_without_sending_the_count(conn_a, count_requ
     assert info.value.needed == (1, 12, 5) and [m for m, _, _ in count_requests] == ["GET"]
 
 
-def test_a_new_orthanc_whose_database_lacks_extended_find_does_not_support_it():
-    """Pure: the rig has no database back-end without it, so the /system answer is given."""
-    system = {"Version": "1.13.0", "Capabilities": {"HasExtendedFind": False}}
-    assert not o._supports(system, "extended_find")
-    assert o._supports(dict(system, Capabilities={"HasExtendedFind": True}), "extended_find")
-    assert not o._supports({"Version": "1.12.4"}, "extended_find")
+@pytest.fixture(scope="module")
+def server_113_pg5():
+    """Orthanc 1.13 on Debian sid's PostgreSQL index plugin 5.0, which has no extended find
+    (its /system says ``"HasExtendedFind": false``; checked: OrderBy answers 500)."""
+    postgres = postgres_rig.Postgres().start()
+    server = orthanc_rig.Server("pg5", tier="1.13",
+                                config={"PostgreSQL": postgres.orthanc_config()},
+                                plugins=("libOrthancPostgreSQLIndex.so",
+                                         "libOrthancPostgreSQLStorage.so"))
+    try:
+        yield server.start()
+    finally:
+        server.remove()
+        postgres.stop()
+
+
+@pytest.mark.v113
+def test_find_refuses_extended_options_where_the_database_lacks_extended_find(
+        server_113_pg5, count_requests):
+    conn = server_113_pg5.conn
+    assert o.get_version(conn) >= (1, 13, 0)
+    count_requests.clear()
+    for call, option in ((o.find, {"order_by": "StudyDate"}), (o.count, {}),
+                         (o.find, {"metadata_query": {"1030": "*"}})):
+        with pytest.raises(o.UnsupportedByServer) as info:
+            call(conn, o.STUDIES, {}, **option)
+        assert "without HasExtendedFind" in str(info.value)
+    assert [m for m, _, _ in count_requests] == ["GET"] * 3
+
+
+@pytest.mark.v113
+def test_iter_find_lists_by_ids_where_the_database_lacks_extended_find(server_113_pg5,
+                                                                       count_requests):
+    conn = server_113_pg5.conn
+    name = _unique()
+    expected = {_study(conn, PatientName=f"{name}^{n}") for n in range(3)}
+    count_requests.clear()
+    found = list(o.iter_find(conn, o.STUDIES, {"PatientName": name + "*"}, page_size=2))
+    assert {s["ID"] for s in found} == expected and len(found) == 3
+    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
+    assert posts == ["tools/find", "tools/bulk-content", "tools/bulk-content"]
 
 
 def test_find_refuses_an_order_by_key_that_is_not_a_tag_or_a_dict(conn_a, count_requests):
@@ -524,3 +561,15 @@ def test_daily_stats_take_one_light_request_at_every_level_on_orthanc_1_13(
     assert o.get_daily_stats(conn_113, level, "2001-03-01", "2001-03-03") == _days(*counts)
     assert len(count_requests) == 1
     assert json.loads(count_requests[0][2]["body"])["ResponseContent"] == ["RequestedTags"]
+
+
+@pytest.mark.v113
+def test_daily_stats_agree_where_the_database_lacks_extended_find(server_113_pg5):
+    conn = server_113_pg5.conn
+    o.delete_all_content(conn)
+    for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
+                  h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
+        o.upload(conn, _zip(files))
+    for level, counts in ((o.STUDIES, (1, 0, 1)), (o.SERIES, (2, 0, 1)),
+                          (o.INSTANCES, (4, 0, 1))):
+        assert o.get_daily_stats(conn, level, "2001-03-01", "2001-03-03") == _days(*counts)
