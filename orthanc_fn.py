@@ -1915,18 +1915,18 @@ def _find_by_ids(conn, body, page_size):
     for orthanc_id in ids:
         batch.append(orthanc_id)
         if len(batch) == page_size:
-            yield from _expand_ids(conn, body["Level"], batch)
+            yield from _expand_ids(conn, batch)
             batch = []
-    yield from _expand_ids(conn, body["Level"], batch)
+    yield from _expand_ids(conn, batch)
 
 
-def _expand_ids(conn, level, orthanc_ids):
-    """Expand these ids of ``level`` (an Orthanc ``Type``) in this order as /tools/find would;
-    an id deleted meanwhile is left out (bulk-content with a ``Level`` skips it, unordered)."""
+def _expand_ids(conn, orthanc_ids):
+    """Expand these ids in this order as /tools/find would; an id deleted meanwhile is left
+    out (bulk-content skips it)."""
     if not orthanc_ids:
         return
-    answer = _post(conn, "/tools/bulk-content", {"Resources": orthanc_ids, "Level": level})
-    expanded = {resource["ID"]: resource for resource in answer}
+    expanded = {resource["ID"]: resource
+                for resource in _post(conn, "/tools/bulk-content", {"Resources": orthanc_ids})}
     for orthanc_id in orthanc_ids:
         if orthanc_id in expanded:
             resource = expanded.pop(orthanc_id)

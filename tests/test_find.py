@@ -168,6 +168,18 @@ def test_iter_find_of_ids_on_orthanc_1_10_is_one_request_whatever_the_page_size(
     assert [m for m, _, _ in count_requests] == ["GET", "POST"]
 
 
+def test_iter_find_leaves_out_a_study_deleted_between_its_id_and_its_expansion(conn_a):
+    description = _unique()
+    for _ in range(4):
+        _study(conn_a, StudyDescription=description)
+    query = {"StudyDescription": description}
+    ids = o.find(conn_a, o.STUDIES, query, expand=False)
+    pages = o.iter_find(conn_a, o.STUDIES, query, page_size=2)
+    first = next(pages)  # the ids are read, the first page expanded
+    o.delete(conn_a, o.STUDIES, ids[2])
+    assert [first["ID"]] + [s["ID"] for s in pages] == [ids[0], ids[1], ids[3]]
+
+
 def test_iter_find_refuses_a_page_size_below_one(conn_a):
     with pytest.raises(o.OrthancValueError):
         list(o.iter_find(conn_a, o.STUDIES, {}, page_size=0))
