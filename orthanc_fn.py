@@ -15,6 +15,9 @@ Sections, in dependency order (``grep '^# ====' orthanc_fn.py``): Constants, Err
 Helpers used everywhere, Connection and transport, System, Jobs, Resources, Tags metadata
 attachments labels, Upload, Download, Find and statistics, Modify and anonymize, Modalities
 peers transfers, InstancesSet (pure), InstancesSet (server), Command line.
+
+Copyright (c) 2026 the orthanc_fn authors. MIT License: use, copy, modify and distribute
+freely, keeping this notice; no warranty (the full text is in the project's LICENSE file).
 """
 from __future__ import annotations
 

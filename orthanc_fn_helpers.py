@@ -8,6 +8,9 @@ ImportError naming the missing package.
 '20261130'
 >>> from_dicom_time("101010.5")
 datetime.time(10, 10, 10, 500000)
+
+Copyright (c) 2026 the orthanc_fn authors. MIT License: use, copy, modify and distribute
+freely, keeping this notice; no warranty (the full text is in the project's LICENSE file).
 """
 from __future__ import annotations
 
