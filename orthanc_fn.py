@@ -29,7 +29,7 @@ __all__ = [
     # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
     "BadFileFormat", "OrthancConnectionError", "OrthancTimeout", "JobFailed",
-    "TooManyResourcesFound", "UnsupportedByServer",
+    "TooManyResourcesFound", "TransferOnPeer", "UnsupportedByServer",
     # Connection and transport, System
     "Connection", "Changes", "is_alive", "wait_started", "get_system", "get_version",
     "get_statistics", "get_changes", "iter_changes", "delete_all_content",
@@ -140,14 +140,19 @@ _DICOM_MARGIN = 10
 # ==== Errors ====
 
 class OrthancError(Exception):
-    """Root of every error orthanc_fn raises; keyword context becomes attributes.
+    """Root of every error orthanc_fn raises; a subclass declares its fields as attributes.
 
-    Errors pickle: ``args`` holds the message and the attributes travel in ``__dict__``.
+    Each class takes the message, then its fields as keyword-only arguments. Errors pickle
+    (workers send them across processes): the message travels in ``args``, the fields in the
+    instance ``__dict__``, both restored without calling ``__init__``.
     """
 
-    def __init__(self, message: str = "", **context):
+    def __init__(self, message: str = ""):
         super().__init__(message)
-        self.__dict__.update(context)
+
+    def __reduce__(self):
+        import copyreg
+        return copyreg.__newobj__, (type(self), *self.args), {**vars(self), "args": self.args}
 
 
 class OrthancValueError(OrthancError, ValueError):
@@ -157,14 +162,17 @@ class OrthancValueError(OrthancError, ValueError):
 class HttpError(OrthancError):
     """Orthanc answered with a non-2xx status.
 
-    Attributes: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the
-    JSON error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or
-    None.
+    Fields: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the JSON
+    error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or None.
     """
-    status = None
-    method = None
-    url = None
-    orthanc = None
+    status: int
+    method: str
+    url: str
+    orthanc: Optional[dict]
+
+    def __init__(self, message, *, status, method, url, orthanc=None):
+        super().__init__(message)
+        self.status, self.method, self.url, self.orthanc = status, method, url, orthanc
 
 
 class NotFound(HttpError):
@@ -180,31 +188,101 @@ class Conflict(HttpError):
 
 
 class BadFileFormat(HttpError):
-    """Orthanc refused a file as not DICOM; ``path`` names the file when there was one."""
-    path = None
+    """Orthanc refused a file as not DICOM.
+
+    Fields: those of ``HttpError``, ``path`` (the file, when there was one) and
+    ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
+    """
+    path: Optional[str]
+    instances_ids: Optional[list]
+
+    def __init__(self, message, *, status, method, url, orthanc=None, path=None,
+                 instances_ids=None):
+        super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
+        self.path, self.instances_ids = path, instances_ids
 
 
 class OrthancConnectionError(OrthancError, ConnectionError):
-    """The server could not be reached (refused, unknown host, TLS failure, reset)."""
+    """The server could not be reached (refused, unknown host, TLS failure, reset).
+
+    Fields: ``method`` and ``url`` (never with credentials) of the request.
+    """
+    method: str
+    url: str
+
+    def __init__(self, message, *, method, url):
+        super().__init__(message)
+        self.method, self.url = method, url
 
 
 class OrthancTimeout(OrthancError, TimeoutError):
-    """The server or a job did not answer in time."""
+    """The server or a job did not answer in time.
+
+    Fields: ``method`` and ``url`` of a request that timed out, or ``job``, Orthanc's dict of
+    a job still running (the others are None).
+    """
+    method: Optional[str]
+    url: Optional[str]
+    job: Optional[dict]
+
+    def __init__(self, message, *, method=None, url=None, job=None):
+        super().__init__(message)
+        self.method, self.url, self.job = method, url, job
 
 
 class JobFailed(OrthancError):
-    """An Orthanc job ended in ``Failure``; ``job`` is Orthanc's job dict."""
-    job = None
+    """An Orthanc job ended in ``Failure``; the field ``job`` is Orthanc's job dict."""
+    job: dict
+
+    def __init__(self, message, *, job):
+        super().__init__(message)
+        self.job = job
 
 
 class TooManyResourcesFound(OrthancError):
-    """A lookup that expects one resource found several."""
+    """A lookup that expects one resource found several; the field ``ids`` lists them."""
+    ids: list
+
+    def __init__(self, message, *, ids):
+        super().__init__(message)
+        self.ids = ids
+
+
+class TransferOnPeer(OrthancError):
+    """A transfer started as a job on the peer (which pulls) and there is no connection to it.
+
+    Fields: ``remote_job`` (the job id on the peer), ``job_url`` (its URL there) and ``peer``.
+    """
+    remote_job: str
+    job_url: str
+    peer: str
+
+    def __init__(self, message, *, remote_job, job_url, peer):
+        super().__init__(message)
+        self.remote_job, self.job_url, self.peer = remote_job, job_url, peer
 
 
 class UnsupportedByServer(OrthancError):
-    """The server is too old for the asked feature; ``needed`` and ``actual`` are versions."""
-    needed = None
-    actual = None
+    """The server is too old for the asked feature; fields ``needed`` and ``actual`` are
+    ``(major, minor, patch)`` versions."""
+    needed: tuple
+    actual: tuple
+
+    def __init__(self, message, *, needed, actual):
+        super().__init__(message)
+        self.needed, self.actual = needed, actual
+
+
+def _restated(error, message, **fields):
+    """The same error (class and fields) with another message, e.g. with a hint or a path.
+
+    >>> e = _restated(NotFound("GET /x -> HTTP 404", status=404, method="GET", url="/x"),
+    ...               "GET /x -> HTTP 404 (is x declared?)")
+    >>> type(e).__name__, str(e), e.status
+    ('NotFound', 'GET /x -> HTTP 404 (is x declared?)', 404)
+    """
+    declared = {name for cls in type(error).__mro__ for name in vars(cls).get("__annotations__", ())}
+    return type(error)(message, **{**{name: getattr(error, name) for name in declared}, **fields})
 
 
 # ==== Helpers used everywhere ====
@@ -1120,9 +1198,9 @@ def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **opti
     except NotFound as exc:
         if not _is_undeclared(exc):
             raise
-        raise NotFound(f"{exc} ({kind} name {name!r} is not declared in the server's "
-                       f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
-                       "1024-65535)", **vars(exc)) from exc
+        raise _restated(exc, f"{exc} ({kind} name {name!r} is not declared in the server's "
+                        f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
+                        "1024-65535)") from exc
 
 
 def _is_undeclared(error):
@@ -1327,7 +1405,7 @@ class UploadResult(NamedTuple):
 
 def _with_path(error, path, **context):
     """Return a copy of a ``BadFileFormat`` that names the file ``path``."""
-    return BadFileFormat(f"{path}: {error}", **dict(vars(error), path=path, **context))
+    return _restated(error, f"{path}: {error}", path=path, **context)
 
 
 def upload_file(conn, path):
@@ -2217,14 +2295,14 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
 def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
     """C-MOVE one study from a modality into this Orthanc and return its local orthanc id.
 
-    See ``modality_retrieve``. Raises ``NotFound`` if the move ended without the study
+    See ``modality_retrieve``. Raises ``OrthancError`` if the move ended without the study
     arriving (a remote that sends asynchronously after answering, for instance).
     """
     modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout)
     orthanc_id = lookup(conn, STUDIES, dicom_id)
     if orthanc_id is None:
-        raise NotFound(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
-                       f"{conn.url} has no such study")
+        raise OrthancError(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
+                           f"{conn.url} has no such study")
     return orthanc_id
 
 
@@ -2340,8 +2418,8 @@ def _transfers_start(conn, peer, orthanc_ids, level, compress):
     try:
         return _post(conn, "/transfers/send", body)
     except NotFound as exc:
-        raise NotFound(f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers plugin "
-                       "loaded?)", **vars(exc)) from exc
+        raise _restated(exc, f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers "
+                        "plugin loaded?)") from exc
 
 
 def transfers_send_as_job(conn, peer, orthanc_ids, level, compress=True):
@@ -2366,8 +2444,8 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
 
     Raises:
         JobFailed: the transfer failed (an unknown resource, an unreachable peer...).
-        OrthancError: the transfer runs on the peer and ``peer_conn`` is None; ``remote_job``
-            and ``job_url`` say where to follow it.
+        TransferOnPeer: the transfer runs on the peer and ``peer_conn`` is None; its
+            ``remote_job`` and ``job_url`` say where to follow it.
         NotFound: unknown peer, or the plugin is not loaded.
     """
     answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
@@ -2377,7 +2455,7 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     remote_job = answer["RemoteJob"]
     job_url = re.sub(r"(?<!:)//+", "/", answer.get("URL", ""))
     if peer_conn is None:
-        raise OrthancError(
+        raise TransferOnPeer(
             f"the transfer to peer {peer!r} was started as job {remote_job} on the peer "
             f"({job_url}) because the peer pulls (RemoteSelf); pass peer_conn=Connection(...) "
             "for the peer to wait for it there", remote_job=remote_job, job_url=job_url,

@@ -125,6 +125,7 @@ def test_an_undeclared_metadata_name_raises_not_found_naming_user_metadata(conn_
     with pytest.raises(o.NotFound) as info:
         call(conn_a, instance_id)
     assert "'NotDeclared'" in str(info.value) and "UserMetadata" in str(info.value)
+    assert info.value.status == 404 and info.value.url.endswith(f"{instance_id}/metadata/NotDeclared")
 
 
 @pytest.mark.parametrize("name", [0, 1023, 65536, -1])
