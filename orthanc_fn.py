@@ -78,6 +78,7 @@ import os
 import re
 import threading
 import time
+import types
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import NamedTuple, Optional, Tuple
@@ -108,24 +109,16 @@ _LEVEL_NAMES = {
 }
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
-# Which feature needs which Orthanc version: drives UnsupportedByServer. Checked against
-# Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
-# /tools/bulk-{modify,anonymize,delete,content} 1.9.4; RequestedTags 1.11.0; "Asynchronous"
-# in /modalities/{id}/move 1.11.1; labels 1.12.0;
-# /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
-# back-end that has them: the default SQLite one does).
-FEATURES = {
+# The features newer than the supported floor (Orthanc 1.10) and the first version that has
+# them, checked against Orthanc's NEWS; read-only. Drives UnsupportedByServer.
+FEATURES = types.MappingProxyType({
+    "requested_tags": (1, 11, 0),  # RequestedTags in /tools/find
+    "asynchronous_move": (1, 11, 1),  # "Asynchronous" in /modalities/{id}/move
     "labels": (1, 12, 0),
-    "requested_tags": (1, 11, 0),
-    "find_since_with_limit": (1, 3, 0),
-    "revisions": (1, 9, 2),
-    "bulk_modify": (1, 9, 4),
-    "bulk_delete": (1, 9, 4),
-    "bulk_content": (1, 9, 4),
-    "extended_changes": (1, 12, 5),
+    # /system "Capabilities" with the extended /tools/find (also needs a database back-end
+    # that has it: the default SQLite one does)
     "extended_find": (1, 12, 5),
-    "asynchronous_move": (1, 11, 1),
-}
+})
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
 _JSON = "application/json"
@@ -280,8 +273,12 @@ def _restated(error, message, **fields):
     ...               "GET /x -> HTTP 404 (is x declared?)")
     >>> type(e).__name__, str(e), e.status
     ('NotFound', 'GET /x -> HTTP 404 (is x declared?)', 404)
+    >>> _restated(BadFileFormat("refused", status=400, method="POST", url="/i"), "a.dcm: refused",
+    ...           path="a.dcm").path
+    'a.dcm'
     """
-    declared = {name for cls in type(error).__mro__ for name in vars(cls).get("__annotations__", ())}
+    declared = {name for cls in type(error).__mro__
+                for name in vars(cls).get("__annotations__", ())}
     return type(error)(message, **{**{name: getattr(error, name) for name in declared}, **fields})
 
 
@@ -923,13 +920,13 @@ def delete(conn, level, orthanc_ids):
     """Delete one resource (an id) or several (a list of ids).
 
     One id: DELETE /{level}/{id}, ``NotFound`` when unknown. Several ids: one
-    POST /tools/bulk-delete (Orthanc >= 1.9.4, else one DELETE each), where Orthanc skips
-    the ids it does not know and does not check their level.
+    POST /tools/bulk-delete, where Orthanc skips the ids it does not know and does not check
+    their level.
     """
     level = _level(level)
     ids = _as_list(orthanc_ids)
     paths = [f"/{level}/{_segment(orthanc_id)}" for orthanc_id in ids]
-    if len(ids) > 1 and get_version(conn) >= FEATURES["bulk_delete"]:
+    if len(ids) > 1:
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
         return
     for path in paths:
@@ -1976,8 +1973,8 @@ def print_daily_stats(conn, level, from_date=None, to_date=None):
 
 # Keeping or setting one of these may give the new resource the original's ids: then Orthanc's
 # KeepSource=false would delete the result too (checked on 1.10.1), so we delete ourselves.
-_UID_TAGS = {"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
-             "0020,000D", "0020,000E", "0008,0018"}
+_UID_TAGS = frozenset({"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
+                       "0020,000D", "0020,000E", "0008,0018"})
 
 
 def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
@@ -2124,7 +2121,6 @@ class BulkResult(NamedTuple):
 
 def _start_bulk(conn, action, level, orthanc_ids, body, delete_original):
     """Start /tools/bulk-{action} on resources of one level; return the job id."""
-    _require(conn, "bulk_modify")
     body = dict(body, Resources=_as_list(orthanc_ids), Level=_ORTHANC_LEVEL[_level(level)],
                 KeepSource=not delete_original or _touches_uids(body))
     return _start_job(conn, f"/tools/bulk-{action}", body)
@@ -2744,7 +2740,7 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     files_before = {one["ID"]: one["FileUuid"]
                     for one in _bulk_content(conn, "Instance", s.instances_ids)} if in_place else {}
     try:
-        job = _bulk(conn, "bulk_modify", _run_job, "/tools/bulk-modify", body, timeout=timeout)
+        job = _run_job(conn, "/tools/bulk-modify", body, timeout=timeout)
     except JobFailed as exc:
         if in_place and exc.job.get("ErrorCode") == _CANNOT_STORE_INSTANCE:
             raise JobFailed(_not_overwritten(conn, exc), job=exc.job) from exc
@@ -2771,8 +2767,7 @@ def delete_instances_set(conn, s):
     Ids that are already gone are ignored. Orthanc: POST /tools/bulk-delete (1.9.4).
     """
     if s:
-        _bulk(conn, "bulk_delete", _post, "/tools/bulk-delete",
-              {"Resources": list(s.instances_ids)}, timeout=600)
+        _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
 
 
 def download_instances_set(conn, s, path, *, progress=None):
@@ -2819,18 +2814,7 @@ def _set_of_contents(conn, instances):
 
 def _bulk_content(conn, level, orthanc_ids):
     """Orthanc's dicts of the given resources of one level (unknown ids are left out)."""
-    return _bulk(conn, "bulk_content", _post, "/tools/bulk-content",
-                 {"Resources": sorted(orthanc_ids), "Level": level})
-
-
-def _bulk(conn, feature, send, path, body, **options):
-    """``send(conn, path, body)`` to a /tools/bulk-* route; on a server without the route
-    (older than ``FEATURES[feature]``) raise UnsupportedByServer instead of its 404."""
-    try:
-        return send(conn, path, body, **options)
-    except NotFound:
-        _require(conn, feature)
-        raise
+    return _post(conn, "/tools/bulk-content", {"Resources": sorted(orthanc_ids), "Level": level})
 
 
 def _not_overwritten(conn, cause):

@@ -99,6 +99,15 @@ def test_delete_of_a_list_removes_every_resource_and_keeps_the_others(conn_a):
     assert [o.exists(conn_a, o.STUDIES, s) for s in studies] == [False, False, True]
 
 
+def test_delete_of_several_ids_is_one_bulk_delete_without_a_version_check(
+        conn_a, count_requests):
+    studies = [_upload_study(conn_a, 1, 1)[1] for _ in range(2)]
+    count_requests.clear()
+    o.delete(conn_a, o.STUDIES, studies)
+    assert [(m, u) for m, u, _ in count_requests] == [("POST", conn_a.url + "/tools/bulk-delete")]
+    assert not any(o.exists(conn_a, o.STUDIES, s) for s in studies)
+
+
 def test_delete_of_an_unknown_id_raises_not_found(conn_a):
     with pytest.raises(o.NotFound):
         o.delete(conn_a, o.STUDIES, "00000000-00000000-00000000-00000000-00000000")

@@ -125,7 +125,8 @@ def test_an_undeclared_metadata_name_raises_not_found_naming_user_metadata(conn_
     with pytest.raises(o.NotFound) as info:
         call(conn_a, instance_id)
     assert "'NotDeclared'" in str(info.value) and "UserMetadata" in str(info.value)
-    assert info.value.status == 404 and info.value.url.endswith(f"{instance_id}/metadata/NotDeclared")
+    error = info.value
+    assert error.status == 404 and error.url.endswith(f"{instance_id}/metadata/NotDeclared")
 
 
 @pytest.mark.parametrize("name", [0, 1023, 65536, -1])
