@@ -1912,6 +1912,15 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
 
 
 def _as_date(value):
+    """Read a date, datetime, ``'YYYY-MM-DD'`` or ``'YYYYMMDD'`` (the one rule of both files).
+
+    >>> _as_date("20260130"), _as_date("2026-01-30"), _as_date(datetime.datetime(2026, 1, 30, 9))
+    (datetime.date(2026, 1, 30), datetime.date(2026, 1, 30), datetime.date(2026, 1, 30))
+    >>> _as_date("30/01/2026")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: invalid date '30/01/2026': use a datetime.date, 'YYYY-MM-DD' or 'YYYYMMDD'
+    """
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
