@@ -102,3 +102,9 @@ def test_a_too_new_option_is_refused_after_one_get_system_and_before_the_request
         with pytest.raises(o.UnsupportedByServer):
             o.find(conn_a, o.STUDIES, {}, labels=["urgent"])
     assert requests_sent(caplog, find_with_labels) == [f"GET {conn_a.url}/system"]
+
+
+def test_versions_compare_2_0_as_newer_than_1_5_and_mainline_as_newest():
+    assert o._parse_version("2.0") > o._parse_version("1.5.8")
+    assert o._parse_version("1.12.10") > o._parse_version("1.12.9")
+    assert o._parse_version("mainline") > o._parse_version("99.99.99")
