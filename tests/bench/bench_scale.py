@@ -1,6 +1,7 @@
 """Scale benchmark: a PostgreSQL cluster of two Orthanc nodes, and a 100,000-study listing.
 
 Run by hand (not by pytest):  python tests/bench/bench_scale.py [--studies 100000] [--upload 2000]
+                              [--tiers 1.10 1.13] [--repeat 1] [--server URL USER PASSWORD]
 
 1. Upload throughput on a cluster of two Orthanc nodes over one PostgreSQL database:
    ``upload_folder`` to one node vs spread over both nodes (``nodes=``), same run.
@@ -146,6 +147,24 @@ def bench_listing(studies, tier, repeat=1):
         server.remove()
 
 
+class _Existing:
+    """A server given by ``--server``: what ``_listing`` needs of an ``orthanc_rig.Server``."""
+
+    def __init__(self, url, user, password):
+        self.url, self.conn = url, o.Connection(url, auth=(user, password))
+
+
+def _print_listing(listing):
+    for kind, figures in listing.items():
+        per_thousand = figures["seconds"] / max(1, figures["count"]) * 1000
+        print(f"  {kind:12s} {figures['count']} results, peak RSS growth "
+              f"{figures['rss_growth_mb']:.1f} MB, {per_thousand * 1000:.1f} ms per "
+              "1,000 results")
+    for suffix, what in (("", "{}"), ("_cs", f"{_CASE_SENSITIVE_QUERY}, case-sensitive")):
+        ratio = listing["iter_find" + suffix]["seconds"] / listing["find" + suffix]["seconds"]
+        print(f"  iter_find / one-shot find of {what}: {ratio:.2f}x the time")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=100_000)
@@ -153,6 +172,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="runs of each listing (fastest)")
     parser.add_argument("--tiers", nargs="+", default=["1.10", "1.13"],
                         help="Orthanc generations to list on (see tests/rig/orthanc_rig.py)")
+    parser.add_argument("--server", nargs=3, metavar=("URL", "USER", "PASSWORD"),
+                        help="list on this already filled server instead (no --tiers)")
     args = parser.parse_args(argv)
     print(f"Orthanc {orthanc_rig.host_version()}, {os.cpu_count()} cores")
     if args.upload:
@@ -160,18 +181,17 @@ def main(argv=None):
         print(f"\nUpload of {args.upload} instances (64x64, 8 workers), PostgreSQL cluster:")
         for label, rate in rows:
             print(f"  {label:10s} {rate:8.0f} instances/s   ratio {rate / rows[0][1]:.2f}")
-    for tier in args.tiers:
+    for tier in [] if args.server else args.tiers:
         version, fill, listing = bench_listing(args.studies, tier, args.repeat)
         print(f"\nOrthanc {version}: {args.studies} studies filled in {fill:.0f} s "
               f"({args.studies / fill:.0f} studies/s)")
-        for kind, figures in listing.items():
-            per_thousand = figures["seconds"] / max(1, figures["count"]) * 1000
-            print(f"  {kind:12s} {figures['count']} results, peak RSS growth "
-                  f"{figures['rss_growth_mb']:.1f} MB, {per_thousand * 1000:.1f} ms per "
-                  "1,000 results")
-        for suffix, what in (("", "{}"), ("_cs", f"{_CASE_SENSITIVE_QUERY}, case-sensitive")):
-            ratio = listing["iter_find" + suffix]["seconds"] / listing["find" + suffix]["seconds"]
-            print(f"  iter_find / one-shot find of {what}: {ratio:.2f}x the time")
+        _print_listing(listing)
+    if args.server:
+        server = _Existing(*args.server)
+        system = o.get_system(server.conn)
+        print(f"\nOrthanc {system['Version']} at {server.url}, already filled: "
+              f"{o.get_statistics(server.conn)['CountStudies']} studies")
+        _print_listing({kind: _listing(server, kind, args.repeat) for kind in _KINDS})
     return 0
 
 
