@@ -31,6 +31,13 @@ def _unique():
     return "U" + generate_uid()[-12:]
 
 
+def _described(conn, count):
+    """``count`` one-instance studies sharing a new StudyDescription: (query, their ids)."""
+    description = _unique()
+    ids = [_study(conn, StudyDescription=description) for _ in range(count)]
+    return {"StudyDescription": description}, ids
+
+
 # ---- lookup
 
 def test_lookup_returns_the_study_id_for_its_study_instance_uid(conn_a):
@@ -147,10 +154,7 @@ def test_iter_find_returns_exactly_every_match_for_n_around_the_page_size(conn_a
 
 def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at_a_time(
         conn_a, count_requests):
-    description = _unique()
-    for _ in range(4):
-        _study(conn_a, StudyDescription=description)
-    query = {"StudyDescription": description}
+    query, _ = _described(conn_a, 4)
     count_requests.clear()
     found = list(o.iter_find(conn_a, o.STUDIES, query, page_size=3))
     posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
@@ -160,20 +164,15 @@ def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at
 
 def test_iter_find_of_ids_on_orthanc_1_10_is_one_request_whatever_the_page_size(
         conn_a, count_requests):
-    description = _unique()
-    expected = {_study(conn_a, StudyDescription=description) for _ in range(5)}
+    query, expected = _described(conn_a, 5)
     count_requests.clear()
-    found = list(o.iter_find(conn_a, o.STUDIES, {"StudyDescription": description},
-                             page_size=2, expand=False))
+    found = list(o.iter_find(conn_a, o.STUDIES, query, page_size=2, expand=False))
     assert sorted(found) == sorted(expected)
     assert [m for m, _, _ in count_requests] == ["GET", "POST"]
 
 
 def test_iter_find_leaves_out_a_study_deleted_between_its_id_and_its_expansion(conn_a):
-    description = _unique()
-    for _ in range(4):
-        _study(conn_a, StudyDescription=description)
-    query = {"StudyDescription": description}
+    query, _ = _described(conn_a, 4)
     ids = o.find(conn_a, o.STUDIES, query, expand=False)
     pages = o.iter_find(conn_a, o.STUDIES, query, page_size=2)
     first = next(pages)  # the ids are read, the first page expanded
