@@ -8,7 +8,7 @@ Run by hand (not by pytest):  python tests/bench/bench_scale.py [--studies 10000
 2. For each Orthanc generation (``--tiers``, default 1.10 and 1.13): one Orthanc (SQLite)
    filled with ``--studies`` studies (one tiny instance each, sent in ZIP batches), then in a
    fresh child process each, side by side on the same server: ``iter_find`` of every study
-   (expanded, pages of 1,000), one ``find`` of every study (expanded, one request holding
+   (expanded, pages of ``--page-size``, 1,000), one ``find`` of every study (expanded, one request holding
    them all) and ``get_all_ids`` of the studies; prints the peak RSS growth of that process
    (VmHWM over VmRSS before), the time per 1,000 results and the ratio of ``iter_find``'s
    time to the one-shot ``find``'s (the goal: at most 1.5, with under 20 MB of growth).
@@ -75,7 +75,7 @@ _CASE_SENSITIVE_QUERY = {"PatientID": "P*"}
 _KINDS = ("iter_find", "find", "iter_find_cs", "find_cs", "get_all_ids")
 
 
-def _child(kind, url, user, password):
+def _child(kind, url, user, password, page_size="1000"):
     """Run one listing in this fresh process and print JSON figures."""
     conn = o.Connection(url, auth=(user, password))
     o.get_system(conn)
@@ -83,7 +83,7 @@ def _child(kind, url, user, password):
     start = time.perf_counter()
     query = _CASE_SENSITIVE_QUERY if kind.endswith("_cs") else {}
     if kind.startswith("iter_find"):
-        count = sum(1 for _ in o.iter_find(conn, o.STUDIES, query, page_size=1000))
+        count = sum(1 for _ in o.iter_find(conn, o.STUDIES, query, page_size=int(page_size)))
     elif kind.startswith("find"):
         count = len(o.find(conn, o.STUDIES, query))
     else:
@@ -93,12 +93,13 @@ def _child(kind, url, user, password):
                       "rss_growth_mb": _memory_mb("VmHWM") - before}))
 
 
-def _listing(server, kind, repeat=1):
+def _listing(server, kind, repeat=1, page_size=1000):
     """The figures of the fastest of ``repeat`` runs of a listing, each in a fresh process."""
     runs = []
     for _ in range(repeat):
         out = subprocess.run([sys.executable, __file__, "--child", kind, server.url,
-                              *server.conn.auth], capture_output=True, text=True, check=True)
+                              *server.conn.auth, str(page_size)],
+                             capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout))
     return min(runs, key=lambda figures: figures["seconds"])
 
@@ -130,7 +131,7 @@ def bench_cluster(count):
     return rows
 
 
-def bench_listing(studies, tier, repeat=1):
+def bench_listing(studies, tier, repeat=1, kinds=_KINDS, page_size=1000):
     server = orthanc_rig.Server("scale", tier=tier).start()
     try:
         version = o.get_system(server.conn)["Version"]
@@ -141,8 +142,8 @@ def bench_listing(studies, tier, repeat=1):
                 pass
         fill = time.perf_counter() - start
         assert o.get_statistics(server.conn)["CountStudies"] == studies
-        return version, fill, {kind: _listing(server, kind, repeat)
-                               for kind in _KINDS}
+        return version, fill, {kind: _listing(server, kind, repeat, page_size)
+                               for kind in kinds}
     finally:
         server.remove()
 
@@ -161,8 +162,9 @@ def _print_listing(listing):
               f"{figures['rss_growth_mb']:.1f} MB, {per_thousand * 1000:.1f} ms per "
               "1,000 results")
     for suffix, what in (("", "{}"), ("_cs", f"{_CASE_SENSITIVE_QUERY}, case-sensitive")):
-        ratio = listing["iter_find" + suffix]["seconds"] / listing["find" + suffix]["seconds"]
-        print(f"  iter_find / one-shot find of {what}: {ratio:.2f}x the time")
+        if "iter_find" + suffix in listing and "find" + suffix in listing:
+            ratio = listing["iter_find" + suffix]["seconds"] / listing["find" + suffix]["seconds"]
+            print(f"  iter_find / one-shot find of {what}: {ratio:.2f}x the time")
 
 
 def main(argv=None):
@@ -172,6 +174,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="runs of each listing (fastest)")
     parser.add_argument("--tiers", nargs="+", default=["1.10", "1.13"],
                         help="Orthanc generations to list on (see tests/rig/orthanc_rig.py)")
+    parser.add_argument("--page-size", type=int, default=1000, help="of iter_find")
+    parser.add_argument("--kinds", nargs="+", default=list(_KINDS), choices=_KINDS,
+                        help="listings to run (default: all)")
     parser.add_argument("--server", nargs=3, metavar=("URL", "USER", "PASSWORD"),
                         help="list on this already filled server instead (no --tiers)")
     args = parser.parse_args(argv)
@@ -182,7 +187,8 @@ def main(argv=None):
         for label, rate in rows:
             print(f"  {label:10s} {rate:8.0f} instances/s   ratio {rate / rows[0][1]:.2f}")
     for tier in [] if args.server else args.tiers:
-        version, fill, listing = bench_listing(args.studies, tier, args.repeat)
+        version, fill, listing = bench_listing(args.studies, tier, args.repeat, args.kinds,
+                                               args.page_size)
         print(f"\nOrthanc {version}: {args.studies} studies filled in {fill:.0f} s "
               f"({args.studies / fill:.0f} studies/s)")
         _print_listing(listing)
@@ -191,7 +197,8 @@ def main(argv=None):
         system = o.get_system(server.conn)
         print(f"\nOrthanc {system['Version']} at {server.url}, already filled: "
               f"{o.get_statistics(server.conn)['CountStudies']} studies")
-        _print_listing({kind: _listing(server, kind, args.repeat) for kind in _KINDS})
+        _print_listing({kind: _listing(server, kind, args.repeat, args.page_size)
+                        for kind in args.kinds})
     return 0
 
 
