@@ -2020,8 +2020,10 @@ def iter_find(conn, level, query, *, page_size=1000, **options):
     Takes time linear in the number of matches on every version and, but in the last case
     below, never holds the whole expanded answer, on the server or here:
 
-    - Orthanc >= 1.12.5 (extended find) pages with ``Limit``/``Since`` in constant time per
-      page, ``order_by`` kept across pages (ties included: pages are disjoint and complete).
+    - Orthanc >= 1.12.5 (extended find) pages with ``Limit``/``Since``, ``order_by`` kept
+      across pages (ties included: pages are disjoint and complete). Each page costs about
+      55 ms on 1.13.0 before its first result (growing slowly with ``Since``): there
+      ``page_size=3000`` lists 64,000 studies in 1.17x the time of one ``find``, 1,000 in 2.1x.
       It refuses ``Since`` for a case-sensitive pattern with letters (checked on 1.12.7 and
       1.13.0); such a query gets its ids in one request, expanded as below (slower there:
       1.13.0's bulk-content took 0.6 to 1.7 s per 1,000 studies where a find page takes
