@@ -98,7 +98,7 @@ def main(argv=None):
                     received = way()
                     elapsed = time.perf_counter() - start
                     best = elapsed if best is None else min(best, elapsed)
-                size = f", {received / 1e6:.2f} MB received" if received is not None else ""
+                size = f", {received / 1e3:,.1f} kB received" if received is not None else ""
                 print(f"  {level:9s} {name:16s} {best * 1000:8.1f} ms{size}")
     finally:
         server.remove()
