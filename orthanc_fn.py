@@ -14,7 +14,8 @@ Quick start::
 Sections, in dependency order (``grep '^# ====' orthanc_fn.py``): Constants, Errors,
 Helpers used everywhere, Connection and transport, System, Jobs, Resources, Tags metadata
 attachments labels, Upload, Download, Find and statistics, Modify and anonymize, Modalities
-peers transfers, InstancesSet (pure), InstancesSet (server), Command line.
+peers transfers, InstancesSet (pure), InstancesSet (server), Pipelines,
+Command line.
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ __all__ = [
     "InstancesSet", "instances_set_from_study", "instances_set_from_series",
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
     "download_instances_set",
+    # Pipelines
+    "watch_changes", "SyncReport", "Comparison", "SYNC_METHODS", "sync", "compare",
     # Command line
     "main",
 ]
@@ -562,16 +565,44 @@ def get_statistics(conn):
     return _get(conn, "/statistics")
 
 
-def get_changes(conn, since=0, limit=100):
-    """Return one page of the change log after ``since`` as ``Changes(changes, last, done)``."""
-    answer = _get(conn, "/changes", {"since": int(since), "limit": int(limit)})
-    return Changes(answer["Changes"], answer["Last"], answer["Done"])
+def get_changes(conn, since=0, limit=100, *, to=None, change_types=None):
+    """Return one page of the change log after ``since`` as ``Changes(changes, last, done)``.
+
+    ``change_types`` (one type such as ``"StableStudy"``, or several) and ``to`` (the last
+    ``Seq`` wanted) filter on the server; they need Orthanc >= 1.12.5 reporting
+    ``HasExtendedChanges`` in its Capabilities, and an older server raises
+    ``UnsupportedByServer`` before anything is sent (it would ignore them). The page holds the
+    first ``limit`` changes of (since, to] whatever ``since`` is (Orthanc itself answers the
+    ``limit`` changes *ending* at ``to`` when ``since`` is 0: that case is asked without ``to``
+    and cut here). On a page the filter left empty, ``last`` is the log's last ``Seq``.
+    Orthanc: GET /changes (``type=A;B`` with a literal ``;``).
+    """
+    since, limit = int(since), int(limit)
+    if to is not None or change_types is not None:
+        _require(conn, "extended_changes")
+    params = {"since": since, "limit": limit}
+    if to is not None and since > 0:
+        params["to"] = int(to)
+    path = "/changes?" + urlencode(params)
+    if change_types is not None:
+        path += "&type=" + ";".join(_segment(kind, "change type")
+                                    for kind in _as_list(change_types))
+    answer = _get(conn, path)
+    changes, last, done = answer["Changes"], answer["Last"], answer["Done"]
+    if to is not None and since == 0:
+        kept = [change for change in changes if change["Seq"] <= int(to)]
+        if len(kept) < len(changes):
+            changes, last, done = kept, int(to), True
+    return Changes(changes, last, done)
 
 
-def iter_changes(conn, since=0, page_size=1000):
-    """Yield every change after ``since`` (Orthanc's dicts), paging until ``Done``."""
+def iter_changes(conn, since=0, page_size=1000, *, to=None, change_types=None):
+    """Yield every change after ``since`` (Orthanc's dicts), paging until ``Done``.
+
+    ``to`` and ``change_types`` filter on the server, as in ``get_changes``.
+    """
     while True:
-        page = get_changes(conn, since, page_size)
+        page = get_changes(conn, since, page_size, to=to, change_types=change_types)
         yield from page.changes
         if page.done or not page.changes:
             return
@@ -664,21 +695,41 @@ def set_log_level(conn, level):
     return get_log_level(conn)
 
 
-def _require(conn, feature):
-    """Raise UnsupportedByServer unless the server is recent enough for ``feature``.
+# Features a database back-end may lack even on a recent Orthanc: /system "Capabilities" says.
+_CAPABILITIES = {"extended_find": "HasExtendedFind", "extended_changes": "HasExtendedChanges"}
 
-    Costs one ``GET /system`` each time it is called, with no memo (a server can be upgraded
-    behind the same URL). Call it only in a function that was asked for a version-dependent
-    option (``labels=``, ``requested_tags=``...), before the request that uses it: plain
-    calls never pay for it. The error names the feature, the version it needs (``needed``)
-    and the one the server runs (``actual``).
+
+def _unsupported(conn, feature):
+    """Return the ``UnsupportedByServer`` error the server deserves for ``feature``, or None.
+
+    One ``GET /system``, no memo (a server can be upgraded behind the same URL). The error
+    names the feature, the version it needs (``needed``) and the one the server runs
+    (``actual``); for extended find and changes it also needs the server's Capabilities flag.
     """
     needed = FEATURES[feature]
-    actual = get_version(conn)
+    system = get_system(conn)
+    actual = _parse_version(system["Version"])
+    what = f"{feature.replace('_', ' ')} needs Orthanc {'.'.join(map(str, needed))} or newer"
     if actual < needed:
-        raise UnsupportedByServer(
-            f"{feature.replace('_', ' ')} needs Orthanc {'.'.join(map(str, needed))} or newer; "
-            f"{conn.url} runs {'.'.join(map(str, actual))}", needed=needed, actual=actual)
+        return UnsupportedByServer(f"{what}; {conn.url} runs {'.'.join(map(str, actual))}",
+                                   needed=needed, actual=actual)
+    capability = _CAPABILITIES.get(feature)
+    if capability and not system.get("Capabilities", {}).get(capability, False):
+        return UnsupportedByServer(
+            f"{what} with a database back-end that has {capability}; {conn.url} "
+            f"({system['Version']}) does not report it", needed=needed, actual=actual)
+    return None
+
+
+def _require(conn, feature):
+    """Raise ``_unsupported(conn, feature)`` when the server lacks ``feature``.
+
+    Call it only in a function that was asked for a version-dependent option (``labels=``,
+    ``requested_tags=``...), before the request that uses it: plain calls never pay for it.
+    """
+    error = _unsupported(conn, feature)
+    if error is not None:
+        raise error
 
 
 # ==== Jobs ====
@@ -2757,6 +2808,442 @@ def _not_overwritten(conn, cause):
             f"({cause}). Keeping SOPInstanceUID gives the modified instances the Orthanc ids of "
             "the originals, which Orthanc stores only with \"OverwriteInstances\": true in its "
             "configuration; the original instances are untouched")
+
+
+# ==== Pipelines ====
+
+_HANDLER_ATTEMPTS = 5  # calls of a failing change handler before the failure is reported
+_HANDLER_BACKOFF = 0.5  # seconds before its first retry, doubling up to _HANDLER_BACKOFF_MAX
+_HANDLER_BACKOFF_MAX = 30.0
+_WATCH_PAGE = 100  # changes fetched per request by watch_changes
+
+
+def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, workers=1,
+                  poll_interval=1.0, stop=None, on_error=None, attempts=_HANDLER_ATTEMPTS,
+                  page_size=_WATCH_PAGE):
+    """Call ``handler(change)`` for every change of the log after a position, until ``stop``.
+
+    Starts after the ``Seq`` stored in the ``cursor`` file when it exists, else after
+    ``since`` (default 0: the whole log). Each change (Orthanc's dict: ``ChangeType``,
+    ``ID``, ``ResourceType``, ``Seq``...) is handled at least once: the cursor file is
+    rewritten atomically, and only up to the last change whose handler returned along with
+    every earlier one, so a process killed at any point resumes without skipping anything
+    (the changes in flight are handled again). ``change_types`` (one or several, e.g.
+    ``"StableStudy"``) filters on the server where it can (Orthanc >= 1.12.5 with
+    ``HasExtendedChanges``), here otherwise. ``workers`` > 1 runs handlers in parallel; the
+    changes of one resource still run one after the other, in order. A handler that raises is
+    called again after 0.5 s, 1 s, 2 s... up to ``attempts`` calls in all, then
+    ``on_error(change, exception)`` is called (without it, an error is logged) and the watch
+    goes on. When the server cannot be reached the watch waits and asks again. Returns None
+    once ``stop`` (a ``threading.Event``) is set: the handlers running finish, no new one
+    starts, and the cursor is saved. Without ``stop`` it runs until interrupted.
+    Orthanc: GET /changes every ``poll_interval`` s when the log has nothing new. Example::
+
+        watch_changes(conn, forward, change_types="StableStudy", cursor="seen.txt", stop=stop)
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    wanted = None if change_types is None else _as_list(change_types)
+    server_filter = wanted is not None and _unsupported(conn, "extended_changes") is None
+    position = _read_cursor(cursor)
+    if position is None:
+        position = int(since or 0)
+    saved = position
+    halt = threading.Event()  # our own: the caller's ``stop`` is only read
+    stopping = (lambda: halt.is_set() or (stop is not None and stop.is_set()))
+    finished = []  # Seq of each handled change, appended by the workers
+    pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="orthanc_fn-watch")
+    try:
+        while not stopping():
+            try:
+                page = get_changes(conn, position, page_size,
+                                   change_types=wanted if server_filter else None)
+            except (OrthancConnectionError, OrthancTimeout) as exc:
+                _log.warning("watch_changes: %s; asking again in %s s", exc, poll_interval)
+                _pause(max(float(poll_interval), 1.0), stopping)
+                continue
+            changes = [change for change in page.changes
+                       if wanted is None or server_filter or change["ChangeType"] in wanted]
+            groups = {}
+            for change in changes:
+                groups.setdefault(change["ID"], []).append(change)
+            futures = [pool.submit(_handle_changes, handler, group, stopping, attempts,
+                                   on_error, finished) for group in groups.values()]
+            pending = [change["Seq"] for change in changes]
+            while futures:
+                futures = list(wait(futures, timeout=0.2).not_done)
+                reached = _handled_up_to(pending, set(finished), position, page.last)
+                if reached > saved:
+                    _write_cursor(cursor, reached)
+                    saved = reached
+            if stopping() and _handled_up_to(pending, set(finished), position,
+                                             page.last) < page.last:
+                break
+            position = max(page.last, position)
+            if position > saved:
+                _write_cursor(cursor, position)
+                saved = position
+            for future in futures:
+                future.result()
+            if page.done:
+                _pause(float(poll_interval), stopping)
+    finally:
+        halt.set()
+        pool.shutdown(wait=True)
+    return None
+
+
+def _pause(seconds, stopping):
+    """Sleep ``seconds`` in short steps; return early once ``stopping()`` is true."""
+    deadline = time.monotonic() + seconds
+    while not stopping():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(0.05, remaining))
+
+
+def _handled_up_to(pending, handled, start, last):
+    """The position the cursor may hold: every change up to it was handled.
+
+    ``pending`` lists the page's changes (``Seq``, ascending), ``handled`` those done.
+
+    >>> _handled_up_to([5, 7, 9], {5, 9}, 3, 12), _handled_up_to([5, 7], {5, 7}, 3, 12)
+    (6, 12)
+    """
+    for seq in pending:
+        if seq not in handled:
+            return max(start, seq - 1)
+    return last
+
+
+def _handle_changes(handler, changes, stopping, attempts, on_error, finished):
+    """Handle one resource's changes in order; append each handled ``Seq`` to ``finished``."""
+    for change in changes:
+        if stopping():
+            return
+        delay = _HANDLER_BACKOFF
+        for attempt in range(1, max(1, int(attempts)) + 1):
+            try:
+                handler(change)
+                break
+            except Exception as exc:  # the handler's own: retried, then reported
+                if attempt >= attempts:
+                    if on_error is None:
+                        _log.error("watch_changes: handler failed %d times on change %s "
+                                   "(%s %s): %s", attempt, change.get("Seq"),
+                                   change.get("ChangeType"), change.get("ID"), exc)
+                    else:
+                        on_error(change, exc)
+                    break
+                _log.warning("watch_changes: handler failed on change %s (%s); retrying "
+                             "in %.1f s", change.get("Seq"), exc, delay)
+                _pause(delay, stopping)
+                if stopping():
+                    return
+                delay = min(2 * delay, _HANDLER_BACKOFF_MAX)
+        finished.append(change["Seq"])
+
+
+def _read_cursor(path):
+    """The ``Seq`` stored in a cursor file, or None when there is no such file."""
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit():
+        raise OrthancValueError(f"cursor file {os.fspath(path)!r} does not hold a change "
+                                f"number (Seq): {text[:40]!r}")
+    return int(text)
+
+
+def _write_cursor(path, seq):
+    """Store ``seq`` in the cursor file atomically (a whole new file renamed over the old)."""
+    if path is None:
+        return
+    path = os.fspath(path)
+    partial = path + ".part"
+    with open(partial, "w") as f:
+        f.write(f"{int(seq)}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+class SyncReport(NamedTuple):
+    """What ``sync`` did: ``copied`` and ``present`` (Orthanc ids of the resources sent, and of
+    those ``dst`` already had), ``failed`` as ``(id, reason)`` pairs, ``seconds`` taken."""
+    copied: list
+    present: list
+    failed: list
+    seconds: float
+
+
+class Comparison(NamedTuple):
+    """What ``compare`` found: Orthanc ids ``only_src``, ``only_dst``, and ``different`` (in
+    both, with a different number of instances)."""
+    only_src: list
+    only_dst: list
+    different: list
+
+
+SYNC_METHODS = ("peer", "dicomweb", "transfers", "copy")
+_SYNC_CHUNK = 500  # resources compared and copied per round
+_SYNC_BATCH = 500  # at most this many instances per Orthanc job
+_CHILDREN = {PATIENTS: ("Patient", "Studies"), STUDIES: ("Study", "Series"),
+             SERIES: ("Series", "Instances")}
+
+
+def sync(src, dst, *, level="studies", query=None, since=None, method="auto", verify=True,
+         workers=4, progress=None, timeout=None):
+    """Copy to ``dst`` the resources of ``src`` it lacks; return a ``SyncReport``.
+
+    The resources are those of ``level`` on ``src`` (matching ``query``, a ``find`` query,
+    when given; with ``since``, only those the change log names after that ``Seq``, such as
+    a study that became stable again after new instances arrived). They are compared by
+    their Orthanc ids, which are the same on every server: an instance ``dst`` has is never
+    sent again, so running ``sync`` once more after it was interrupted (even killed) copies
+    only the rest. ``method``: ``"peer"`` (``src`` lists ``dst`` among its Orthanc peers: a
+    peer job), ``"dicomweb"`` (``src`` lists ``dst``'s DICOMweb root among its servers: a
+    STOW-RS job), ``"transfers"`` (the Transfers accelerator plugin on both), ``"copy"`` (each
+    file downloaded from ``src`` and uploaded to ``dst`` here), or ``"auto"``: the first of
+    these that is configured. Jobs carry at most 500 instances and ``workers`` run at once
+    (as do the copies); before comparing, ``sync`` waits for ``src``'s unfinished jobs of the
+    same method to ``dst`` (a killed run's), so that nothing is sent twice. With ``verify``,
+    every instance of the resources is checked on ``dst`` by the MD5 of its stored file
+    where both servers keep it (``StoreMD5ForAttachments``, on by default); a difference is
+    a failure, never overwritten. A resource is ``copied`` once every instance is on ``dst``
+    (and verified), ``failed`` otherwise. ``progress(done, total)`` counts resources, from
+    the calling thread. ``timeout`` bounds each job wait (None: one hour).
+    Orthanc: GET /{level} or POST /tools/find, POST /tools/bulk-content on both servers,
+    GET /instances/{id}/attachments/dicom/md5, and the method's own routes. Example::
+
+        copied, present, failed, seconds = sync(src, dst, method="peer")
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.monotonic()
+    level = _level(level)
+    method, target = _sync_route(src, dst, method)
+    _wait_unfinished_jobs(src, dst, method, target, timeout)
+    ids = _sync_ids(src, level, query, since)
+    copied, present, failed = [], [], []
+    with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="orthanc_fn-sync") as pool:
+        for first in range(0, len(ids), _SYNC_CHUNK):
+            chunk = ids[first:first + _SYNC_CHUNK]
+            tree = _instances_by_resource(src, level, chunk)
+            wanted = sorted({i for instances in tree.values() for i in instances})
+            on_dst = _existing_instances(dst, wanted)
+            missing = [i for i in wanted if i not in on_dst]
+            errors = _sync_send(src, dst, method, target, missing, pool, int(workers), timeout)
+            arrived = _existing_instances(dst, missing) if missing else set()
+            for instance_id in missing:
+                if instance_id not in arrived:
+                    errors.setdefault(instance_id, f"not on {dst.url} after the {method} copy")
+            if verify:
+                checked = [i for i in wanted if i in on_dst or i in arrived]
+                errors.update(_md5_differences(src, dst, checked, pool))
+            for resource_id in chunk:
+                instances = tree.get(resource_id)
+                if not instances:
+                    continue  # deleted from src meanwhile
+                bad = [i for i in instances if i in errors]
+                if bad:
+                    failed.append((resource_id, f"{len(bad)} of {len(instances)} instances: "
+                                                f"{bad[0]}: {errors[bad[0]]}"))
+                elif all(i in on_dst for i in instances):
+                    present.append(resource_id)
+                else:
+                    copied.append(resource_id)
+            if progress is not None:
+                progress(min(first + len(chunk), len(ids)), len(ids))
+    return SyncReport(copied, present, failed, time.monotonic() - start)
+
+
+def compare(src, dst, *, level="studies", query=None):
+    """Tell what differs between two servers at ``level``: a ``Comparison``.
+
+    ``only_src`` and ``only_dst`` are the Orthanc ids (the same on every server) of the
+    resources (matching ``query`` when given) on one side only; ``different`` those on both
+    whose instance counts differ. Lists are sorted. Orthanc: GET /{level} or
+    POST /tools/find, then POST /tools/bulk-content on both servers.
+    """
+    level = _level(level)
+    on_src = set(_sync_ids(src, level, query, None))
+    on_dst = set(_sync_ids(dst, level, query, None))
+    both = sorted(on_src & on_dst)
+    different = []
+    for first in range(0, len(both), _SYNC_CHUNK):
+        chunk = both[first:first + _SYNC_CHUNK]
+        counts = [{key: len(value) for key, value in
+                   _instances_by_resource(conn, level, chunk).items()} for conn in (src, dst)]
+        different += [i for i in chunk if counts[0].get(i) != counts[1].get(i)]
+    return Comparison(sorted(on_src - on_dst), sorted(on_dst - on_src), different)
+
+
+def _same_server(url, other):
+    """Tell whether two server URLs name the same place (trailing slash and case aside).
+
+    >>> _same_server("http://H:8042/", "http://h:8042"), _same_server("http://h:1", "http://h:2")
+    (True, False)
+    """
+    def key(text):
+        parts = urlsplit(str(text).strip())
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port, \
+            parts.path.rstrip("/")
+    return key(url) == key(other)
+
+
+def _sync_route(src, dst, method):
+    """Return ``(method, name)``: the method ``sync`` uses and the peer or server it targets.
+
+    ``"auto"`` takes the first of ``SYNC_METHODS`` configured on ``src`` for ``dst``; an
+    explicit method that is not configured raises ``OrthancValueError`` saying what is missing.
+    """
+    if method != "auto" and method not in SYNC_METHODS:
+        raise OrthancValueError(f"sync method must be auto or one of {', '.join(SYNC_METHODS)}, "
+                                f"got {method!r}")
+    found = {}
+    if method in ("auto", "peer", "transfers"):
+        found["peer"] = next((name for name, peer in get_peers(src).items()
+                              if _same_server(peer.get("Url", ""), dst.url)), None)
+    if method in ("auto", "dicomweb"):
+        servers = _get(src, "/dicom-web/servers?expand") if has_plugin(src, "dicom-web") else {}
+        found["dicomweb"] = next((name for name, server in servers.items()
+                                  if _same_server(server.get("Url", ""), dst.url + "/dicom-web")),
+                                 None)
+    if method in ("auto", "transfers"):
+        found["transfers"] = found["peer"] if found["peer"] and has_plugin(src, "transfers") \
+            and has_plugin(dst, "transfers") else None
+    found["copy"] = "copy"
+    for candidate in SYNC_METHODS if method == "auto" else (method,):
+        if found.get(candidate):
+            return candidate, found[candidate]
+    needs = {"peer": f"an Orthanc peer of {src.url} at {dst.url} (configure_peer)",
+             "dicomweb": f"a DICOMweb server of {src.url} at {dst.url}/dicom-web",
+             "transfers": f"the Transfers plugin on both servers and {dst.url} as a peer of "
+                          f"{src.url}"}
+    raise OrthancValueError(f"sync method {method!r} needs {needs[method]}")
+
+
+_SYNC_JOB_TYPES = {"peer": "OrthancPeerStore", "dicomweb": "DicomWebStowClient"}
+
+
+def _wait_unfinished_jobs(src, dst, method, target, timeout):
+    """Wait for ``src``'s pending or running jobs of ``method`` to ``dst`` (a killed run's)."""
+    kind = _SYNC_JOB_TYPES.get(method)
+    if kind is None:
+        return
+    for job in _get(src, "/jobs?expand"):
+        peer = (job.get("Content") or {}).get("Peer") or [dst.url]
+        if job.get("Type") == kind and job.get("State") in ("Pending", "Running") \
+                and _same_server(peer[0], dst.url):
+            try:
+                wait_job(src, job["ID"], timeout=timeout)
+            except JobFailed:
+                pass  # what it did not send is sent now
+
+
+def _sync_ids(conn, level, query, since):
+    """The sorted ids of the resources ``sync`` and ``compare`` look at."""
+    if since is not None:
+        kind = _ORTHANC_LEVEL[level]
+        ids = {change["ID"] for change in iter_changes(conn, since)
+               if change["ResourceType"] == kind and change["ChangeType"] != "Deleted"}
+        if query is not None:
+            ids &= set(iter_find(conn, level, query, expand=False))
+        return sorted(ids)
+    if query is not None:
+        return sorted(iter_find(conn, level, query, expand=False))
+    return sorted(get_all_ids(conn, level))
+
+
+def _instances_by_resource(conn, level, ids):
+    """Map each resource id to its instance ids; a resource the server lacks maps to [].
+
+    One POST /tools/bulk-content per level below ``level`` (none for instances, which map to
+    themselves).
+    """
+    tree = {orthanc_id: [orthanc_id] for orthanc_id in ids}
+    while level != INSTANCES:
+        kind, key = _CHILDREN[level]
+        parents = {i for children in tree.values() for i in children}
+        children = {one["ID"]: one[key] for one in _bulk_content(conn, kind, parents)}
+        tree = {resource: [c for i in found for c in children.get(i, ())]
+                for resource, found in tree.items()}
+        level = LEVELS[LEVELS.index(level) + 1]
+    return tree
+
+
+def _existing_instances(conn, instances_ids):
+    """The set of the given instance ids the server has (one POST /tools/bulk-content)."""
+    if not instances_ids:
+        return set()
+    return {one["ID"] for one in _bulk_content(conn, "Instance", instances_ids)}
+
+
+def _sync_send(src, dst, method, target, instances_ids, pool, workers, timeout):
+    """Send instances from ``src`` to ``dst``; return ``{instance id: reason}`` of failures.
+
+    Jobs of at most ``_SYNC_BATCH`` instances (at least ``workers`` of them when there are
+    enough instances), run at once by ``pool``; ``"copy"`` downloads and uploads each file.
+    """
+    if not instances_ids:
+        return {}
+    if method == "copy":
+        def copy(instance_id):
+            try:
+                _store(dst, get_file(src, instance_id))
+                return None
+            except OrthancError as exc:
+                return instance_id, _reason(exc)
+        return dict(filter(None, pool.map(copy, instances_ids)))
+
+    size = max(1, min(_SYNC_BATCH, -(-len(instances_ids) // max(1, workers))))
+    batches = [instances_ids[n:n + size] for n in range(0, len(instances_ids), size)]
+
+    def send(batch):
+        try:
+            if method == "peer":
+                peer_send(src, target, batch, timeout=timeout)
+            elif method == "dicomweb":
+                dicomweb_send(src, target, batch, timeout=timeout)
+            else:
+                transfers_send(src, target, batch, INSTANCES, timeout=timeout, peer_conn=dst)
+            return {}
+        except OrthancError as exc:
+            return dict.fromkeys(batch, _one_line(exc))
+
+    errors = {}
+    for failures in pool.map(send, batches):
+        errors.update(failures)
+    return errors
+
+
+def _md5_differences(src, dst, instances_ids, pool):
+    """``{instance id: reason}`` for instances whose stored files differ on the two servers.
+
+    Instances whose MD5 one server does not keep are not compared.
+    """
+    def md5(conn, instance_id):
+        try:
+            return _get(conn, f"/instances/{_segment(instance_id)}/attachments/dicom/md5",
+                        raw=True).decode().strip()
+        except NotFound:
+            return "missing"
+        except HttpError:
+            return None  # this server does not keep MD5s (StoreMD5ForAttachments false)
+
+    def check(instance_id):
+        ours, theirs = md5(src, instance_id), md5(dst, instance_id)
+        if ours and theirs and ours != theirs:
+            return instance_id, f"the file differs on {dst.url} (MD5 {theirs}, {ours} on {src.url})"
+        return None
+
+    return dict(filter(None, pool.map(check, instances_ids)))
 
 
 # ==== Command line ====
