@@ -2851,7 +2851,6 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
     saved = position
     halt = threading.Event()  # our own: the caller's ``stop`` is only read
     stopping = (lambda: halt.is_set() or (stop is not None and stop.is_set()))
-    finished = []  # Seq of each handled change, appended by the workers
     pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="orthanc_fn-watch")
     try:
         while not stopping():
@@ -2864,27 +2863,27 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
                 continue
             changes = [change for change in page.changes
                        if wanted is None or server_filter or change["ChangeType"] in wanted]
-            groups = {}
+            groups = {}  # one worker: every change in order; more: each resource's in order
             for change in changes:
-                groups.setdefault(change["ID"], []).append(change)
-            futures = [pool.submit(_handle_changes, handler, group, stopping, attempts,
-                                   on_error, finished) for group in groups.values()]
-            pending = [change["Seq"] for change in changes]
+                groups.setdefault(change["ID"] if int(workers) > 1 else None, []).append(change)
+            finished = []  # Seq of each handled change of the page, appended by the workers
+            submitted = [pool.submit(_handle_changes, handler, group, stopping, attempts,
+                                     on_error, finished) for group in groups.values()]
+            pending, futures = [change["Seq"] for change in changes], submitted
             while futures:
-                futures = list(wait(futures, timeout=0.2).not_done)
+                futures = wait(futures, timeout=0.2).not_done
                 reached = _handled_up_to(pending, set(finished), position, page.last)
                 if reached > saved:
                     _write_cursor(cursor, reached)
                     saved = reached
-            if stopping() and _handled_up_to(pending, set(finished), position,
-                                             page.last) < page.last:
-                break
+            for future in submitted:
+                future.result()  # on_error raised: the watch ends, the cursor kept so far
+            if _handled_up_to(pending, set(finished), position, page.last) < page.last:
+                break  # stopped in the middle of the page
             position = max(page.last, position)
             if position > saved:
                 _write_cursor(cursor, position)
                 saved = position
-            for future in futures:
-                future.result()
             if page.done:
                 _pause(float(poll_interval), stopping)
     finally:
@@ -3254,6 +3253,8 @@ environment:
   ORTHANC_USER      user for HTTP basic auth, with ORTHANC_PASSWORD
   ORTHANC_PASSWORD  password (never needed on the command line)
   ORTHANC_TOKEN     Authorization header value instead of basic auth (a bare token gets Bearer)
+  ORTHANC_DST_USER, ORTHANC_DST_PASSWORD, ORTHANC_DST_TOKEN
+                    the same for the second server of sync and compare (DST_URL)
 
 Data goes to stdout as JSON (one document, or JSON lines for find); progress and errors go
 to stderr. Exit status: 0 on success, 1 when something failed, 2 for a usage error.
@@ -3276,7 +3277,8 @@ def main(argv=None):
         return exc.code
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    hidden = [os.environ.get(name) for name in ("ORTHANC_PASSWORD", "ORTHANC_TOKEN")]
+    hidden = [os.environ.get(name) for name in ("ORTHANC_PASSWORD", "ORTHANC_TOKEN",
+                                                "ORTHANC_DST_PASSWORD", "ORTHANC_DST_TOKEN")]
     try:
         return args.run(_cli_connection(args.url), args)
     except BrokenPipeError:  # `| head`: stop quietly, and keep Python from complaining at exit
@@ -3295,11 +3297,12 @@ def main(argv=None):
         return 130
 
 
-def _cli_connection(url):
+def _cli_connection(url, prefix="ORTHANC_"):
+    """The server at ``url`` with the credentials of ``{prefix}USER``, ``PASSWORD``, ``TOKEN``."""
     env = os.environ
-    user, token = env.get("ORTHANC_USER"), env.get("ORTHANC_TOKEN")
-    auth = (user, env.get("ORTHANC_PASSWORD", "")) if user else None
-    return Connection(url or env.get("ORTHANC_URL") or "http://localhost:8042", auth=auth,
+    user, token = env.get(prefix + "USER"), env.get(prefix + "TOKEN")
+    auth = (user, env.get(prefix + "PASSWORD", "")) if user else None
+    return Connection(url or env.get(prefix + "URL") or "http://localhost:8042", auth=auth,
                       token=token or None)
 
 
@@ -3402,6 +3405,55 @@ def _cli_parser(argparse):
     target.add_argument("--peer", metavar="NAME", help="send to this configured Orthanc peer")
     sub.add_argument("orthanc_ids", nargs="+", metavar="ID")
     sub.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after that")
+
+    sub = command("watch", _cli_watch,
+                  "follow the change log: print each change as a JSON line, or run a command",
+                  epilog="example: orthanc_fn watch --type StableStudy --cursor seen.txt "
+                         "--exec 'forward.sh {id}'\nStops on Ctrl-C or SIGTERM, the cursor "
+                         "saved.")
+    sub.add_argument("--type", dest="change_types", action="append", metavar="CHANGE",
+                     help="only this ChangeType, e.g. StableStudy (repeat for several)")
+    sub.add_argument("--since", type=int, default=0, metavar="SEQ",
+                     help="start after this change number when there is no cursor file")
+    sub.add_argument("--cursor", metavar="FILE",
+                     help="file holding the last change handled: resume from it, keep it up "
+                          "to date")
+    sub.add_argument("--exec", dest="exec_command", metavar="CMD",
+                     help="run CMD for each change ({id}, {type}, {seq}, {level} replaced); "
+                          "a failure is retried, then reported on stderr")
+    sub.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                     help="handle N changes at once (one resource's changes stay in order)")
+    sub.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                     help="wait between two looks at an idle log (default 1)")
+    sub.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="longest run of one --exec command (default 600)")
+
+    for name, run, summary in (
+            ("sync", _cli_sync, "copy to DST_URL the resources of SRC_URL it lacks; prints "
+                                "the report"),
+            ("compare", _cli_compare, "list what is only on SRC_URL, only on DST_URL, or on "
+                                      "both with a different instance count")):
+        sub = command(name, run, summary,
+                      epilog="Credentials: SRC from ORTHANC_USER/PASSWORD/TOKEN, DST from "
+                             "ORTHANC_DST_USER/PASSWORD/TOKEN.")
+        sub.add_argument("src_url", metavar="SRC_URL")
+        sub.add_argument("dst_url", metavar="DST_URL")
+        sub.add_argument("query", nargs="*", type=pair, metavar="KEY=VALUE",
+                         help="only the resources matching these DICOM tags")
+        sub.add_argument("--level", type=level, default=STUDIES,
+                         help="patients, studies (default), series or instances")
+    sub = commands.choices["sync"]
+    sub.add_argument("--method", choices=("auto",) + SYNC_METHODS, default="auto",
+                     help="how to copy (default: the first configured of peer, dicomweb, "
+                          "transfers, copy)")
+    sub.add_argument("--since", type=int, metavar="SEQ",
+                     help="only resources the change log names after this change number")
+    sub.add_argument("--no-verify", dest="verify", action="store_false",
+                     help="skip the MD5 check of each instance on DST_URL")
+    sub.add_argument("-j", "--jobs", type=int, default=4, metavar="N",
+                     help="jobs or copies at once (default 4)")
+    sub.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="longest wait for one job (default one hour)")
     return parser
 
 
@@ -3493,6 +3545,65 @@ def _cli_send(conn, args):
         _cli_print(modality_send(conn, args.modality, args.orthanc_ids, timeout=args.timeout))
     else:
         _cli_print(peer_send(conn, args.peer, args.orthanc_ids, timeout=args.timeout))
+    return 0
+
+
+def _cli_watch(conn, args):
+    import signal
+    import subprocess
+    import sys
+
+    stop, lock = threading.Event(), threading.Lock()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    def show(change):
+        with lock:
+            sys.stdout.write(json.dumps(change) + "\n")
+            sys.stdout.flush()
+
+    def run(change):
+        import shlex
+        fields = {"{id}": change["ID"], "{type}": change["ChangeType"],
+                  "{seq}": str(change["Seq"]), "{level}": change["ResourceType"]}
+        words = []
+        for word in shlex.split(args.exec_command):
+            for field, value in fields.items():
+                word = word.replace(field, value)
+            words.append(word)
+        subprocess.run(words, check=True, timeout=args.timeout, stdin=subprocess.DEVNULL)
+
+    def failed(change, error):
+        _cli_message(args, f"watch: change {change['Seq']} ({change['ChangeType']} "
+                           f"{change['ID']}) failed: {_one_line(error)}")
+
+    try:
+        watch_changes(conn, run if args.exec_command else show, change_types=args.change_types,
+                      since=args.since, cursor=args.cursor, workers=args.jobs,
+                      poll_interval=args.poll, stop=stop, on_error=failed)
+    except KeyboardInterrupt:  # the cursor is saved by then
+        pass
+    return 0
+
+
+def _cli_sync(conn, args):
+    src, dst = _cli_connection(args.src_url), _cli_connection(args.dst_url, "ORTHANC_DST_")
+    with _CliProgress(f"sync {args.level}", args) as progress:
+        report = sync(src, dst, level=args.level, query=dict(args.query) or None,
+                      since=args.since, method=args.method, verify=args.verify,
+                      workers=args.jobs, progress=progress, timeout=args.timeout)
+    _cli_print({"copied": report.copied, "present": report.present,
+                "failed": [{"id": orthanc_id, "reason": reason}
+                           for orthanc_id, reason in report.failed],
+                "seconds": round(report.seconds, 3)})
+    _cli_message(args, f"sync: {len(report.copied)} copied, {len(report.present)} already "
+                       f"there, {len(report.failed)} failed in {_cli_duration(report.seconds)}")
+    return 1 if report.failed else 0
+
+
+def _cli_compare(conn, args):
+    src, dst = _cli_connection(args.src_url), _cli_connection(args.dst_url, "ORTHANC_DST_")
+    _cli_print(compare(src, dst, level=args.level, query=dict(args.query) or None)._asdict())
     return 0
 
 
