@@ -61,3 +61,87 @@ def test_delete_all_content_leaves_no_resource(conn_a):
 def test_delete_all_content_of_an_empty_server_does_nothing(empty_a):
     o.delete_all_content(empty_a)
     assert o.get_statistics(empty_a)["CountInstances"] == 0
+
+
+# ---- the change log filtered on the server (Orthanc >= 1.12.5 with HasExtendedChanges)
+
+import pytest  # noqa: E402
+
+
+def _study_changes(conn):
+    """Upload two one-instance studies, wait until they are stable; return the log before."""
+    since = _last_seq(conn)
+    _upload_instances(conn, 2)
+    assert h.wait_until(lambda: sum(c["ChangeType"] == "StableStudy"
+                                    for c in o.iter_changes(conn, since)) == 2, timeout=30)
+    return since
+
+
+@pytest.mark.v113
+def test_get_changes_with_change_types_returns_only_those_types_on_1_13(conn_113):
+    since = _study_changes(conn_113)
+    everything = list(o.iter_changes(conn_113, since))
+    page = o.get_changes(conn_113, since, 100, change_types="StableStudy")
+    assert [c["Seq"] for c in page.changes] == [c["Seq"] for c in everything
+                                                if c["ChangeType"] == "StableStudy"]
+
+
+@pytest.mark.v113
+def test_get_changes_with_several_change_types_sends_them_with_a_literal_semicolon(
+        conn_113, count_requests):
+    since = _study_changes(conn_113)
+    page = o.get_changes(conn_113, since, 100, change_types=["NewInstance", "StableStudy"])
+    assert {c["ChangeType"] for c in page.changes} == {"NewInstance", "StableStudy"}
+    assert len(page.changes) == 4
+    assert any("type=NewInstance;StableStudy" in url for _, url, _ in count_requests)
+
+
+@pytest.mark.v113
+def test_get_changes_with_to_and_since_0_returns_the_first_changes_not_the_last(conn_113):
+    _study_changes(conn_113)
+    log = [c["Seq"] for c in o.get_changes(conn_113, 0, 5).changes]
+    page = o.get_changes(conn_113, 0, 2, to=log[4])
+    assert [c["Seq"] for c in page.changes] == log[:2] and page.done is False
+
+
+@pytest.mark.v113
+def test_get_changes_with_to_stops_at_to_and_says_done(conn_113):
+    since = _study_changes(conn_113)
+    page = o.get_changes(conn_113, since, 100, to=since + 3)
+    assert [c["Seq"] for c in page.changes] == [since + 1, since + 2, since + 3]
+    assert page.done is True
+
+
+@pytest.mark.v113
+def test_iter_changes_with_to_and_a_type_yields_exactly_those_changes_of_the_range(conn_113):
+    since = _study_changes(conn_113)
+    end = _last_seq(conn_113) - 1
+    expected = [c for c in o.iter_changes(conn_113, 0) if c["Seq"] <= end
+                and c["ChangeType"] in ("NewInstance", "NewStudy")]
+    for start in (0, since):
+        got = list(o.iter_changes(conn_113, start, page_size=1, to=end,
+                                  change_types=("NewInstance", "NewStudy")))
+        assert got == [c for c in expected if c["Seq"] > start]
+
+
+@pytest.mark.v113
+def test_get_changes_on_a_page_the_filter_left_empty_gives_the_logs_last_seq(conn_113):
+    since = _study_changes(conn_113)
+    page = o.get_changes(conn_113, since, 100, change_types="StablePatient", to=since + 1)
+    assert page.changes == [] and page.done is True and page.last == _last_seq(conn_113)
+
+
+@pytest.mark.v112
+def test_get_changes_filters_by_type_on_1_12_7(conn_112):
+    since = _study_changes(conn_112)
+    page = o.get_changes(conn_112, since, 100, change_types="NewInstance")
+    assert len(page.changes) == 2 and {c["ChangeType"] for c in page.changes} == {"NewInstance"}
+
+
+def test_get_changes_with_change_types_on_1_10_raises_unsupported_without_asking(
+        conn_a, count_requests):
+    for options in ({"change_types": "StableStudy"}, {"to": 10}):
+        with pytest.raises(o.UnsupportedByServer) as info:
+            o.get_changes(conn_a, 0, 10, **options)
+        assert info.value.needed == (1, 12, 5) and "1.10.1" in str(info.value)
+    assert not any("/changes" in url for _, url, _ in count_requests)
