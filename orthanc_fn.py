@@ -2841,7 +2841,8 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
 
         watch_changes(conn, forward, change_types="StableStudy", cursor="seen.txt", stop=stop)
     """
-    from concurrent.futures import ThreadPoolExecutor, wait
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
 
     wanted = None if change_types is None else _as_list(change_types)
     server_filter = wanted is not None and _unsupported(conn, "extended_changes") is None
@@ -2866,19 +2867,25 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
             groups = {}  # one worker: every change in order; more: each resource's in order
             for change in changes:
                 groups.setdefault(change["ID"] if int(workers) > 1 else None, []).append(change)
-            finished = []  # Seq of each handled change of the page, appended by the workers
+            finished = queue.SimpleQueue()  # Seq of each handled change, from the workers
             submitted = [pool.submit(_handle_changes, handler, group, stopping, attempts,
                                      on_error, finished) for group in groups.values()]
-            pending, futures = [change["Seq"] for change in changes], submitted
-            while futures:
-                futures = wait(futures, timeout=0.2).not_done
-                reached = _handled_up_to(pending, set(finished), position, page.last)
+            pending, handled, futures = [change["Seq"] for change in changes], set(), submitted
+            while futures or not finished.empty():
+                try:
+                    handled.add(finished.get(timeout=0.2))
+                    while not finished.empty():
+                        handled.add(finished.get_nowait())
+                except queue.Empty:
+                    pass
+                futures = [future for future in futures if not future.done()]
+                reached = _handled_up_to(pending, handled, position, page.last)
                 if reached > saved:
                     _write_cursor(cursor, reached)
                     saved = reached
             for future in submitted:
                 future.result()  # on_error raised: the watch ends, the cursor kept so far
-            if _handled_up_to(pending, set(finished), position, page.last) < page.last:
+            if _handled_up_to(pending, handled, position, page.last) < page.last:
                 break  # stopped in the middle of the page
             position = max(page.last, position)
             if position > saved:
@@ -2917,7 +2924,7 @@ def _handled_up_to(pending, handled, start, last):
 
 
 def _handle_changes(handler, changes, stopping, attempts, on_error, finished):
-    """Handle one resource's changes in order; append each handled ``Seq`` to ``finished``."""
+    """Handle one resource's changes in order; put each handled ``Seq`` in ``finished``."""
     for change in changes:
         if stopping():
             return
@@ -2941,7 +2948,7 @@ def _handle_changes(handler, changes, stopping, attempts, on_error, finished):
                 if stopping():
                     return
                 delay = min(2 * delay, _HANDLER_BACKOFF_MAX)
-        finished.append(change["Seq"])
+        finished.put(change["Seq"])
 
 
 def _read_cursor(path):

@@ -1,0 +1,287 @@
+"""Pipelines: watch_changes, sync and compare against real servers, including SIGKILL and restart.
+
+A and B (Orthanc 1.10.1) are each other's peer, modality and DICOMweb server. The kill tests
+run the watcher or the sync in a subprocess, SIGKILL it in the middle, run it again, and count
+what was handled or sent: handled, duplicates, missing. The counts are printed (``-s``).
+"""
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import orthanc_fn as o
+import orthanc_fn_helpers as h
+import orthanc_rig
+from counting_proxy import CountingProxy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _last_seq(conn):
+    return o._get(conn, "/changes", {"last": ""})["Last"]
+
+
+def _studies(conn, count, instances=1):
+    """Upload ``count`` studies of ``instances`` 32x32 instances each; return the study ids."""
+    ids = []
+    for _ in range(count):
+        files = h.generate_test_study(series=1, instances=instances)
+        ids.append(o._store(conn, files[0])[0]["ParentStudy"])
+        for data in files[1:]:
+            o._store(conn, data)
+    return ids
+
+
+def _upload_parallel(conn, files, workers=8):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        return [answer[0] for answer in pool.map(lambda data: o._store(conn, data), files)]
+
+
+def _run_watch(conn, handler, **options):
+    """Run watch_changes in a thread; return (thread, stop event)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=o.watch_changes, args=(conn, handler),
+                              kwargs=dict(options, stop=stop, poll_interval=0.1), daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def _stop(thread, stop):
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def _env(conn, **extra):
+    env = dict(os.environ, PYTHONPATH=ROOT, ORTHANC_URL=conn.url, ORTHANC_USER=conn.auth[0],
+               ORTHANC_PASSWORD=conn.auth[1])
+    env.update(extra)
+    return env
+
+
+# ---- watch_changes
+
+def test_watch_changes_hands_every_change_after_since_to_the_handler(conn_a):
+    since = _last_seq(conn_a)
+    ids = [o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0] for _ in range(3)]
+    seen = []
+    thread, stop = _run_watch(conn_a, seen.append, since=since)
+    assert h.wait_until(lambda: sum(c["ChangeType"] == "NewInstance" for c in seen) == 3, 30)
+    _stop(thread, stop)
+    assert [c["ID"] for c in seen if c["ChangeType"] == "NewInstance"] == ids
+    assert [c["Seq"] for c in seen] == list(range(since + 1, seen[-1]["Seq"] + 1))
+
+
+def test_watch_changes_filters_by_type_here_on_orthanc_1_10(conn_a, count_requests):
+    since = _last_seq(conn_a)
+    ids = [o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0] for _ in range(2)]
+    seen = []
+    thread, stop = _run_watch(conn_a, seen.append, since=since, change_types="NewInstance")
+    assert h.wait_until(lambda: len(seen) == 2, 30)
+    _stop(thread, stop)
+    assert [c["ID"] for c in seen] == ids
+    assert not any("type=" in url for _, url, _ in count_requests)
+
+
+@pytest.mark.v113
+def test_watch_changes_filters_by_type_on_the_server_on_orthanc_1_13(conn_113, count_requests):
+    since = _last_seq(conn_113)
+    ids = [o.upload(conn_113, h.generate_test_dicom_file(8, 8))[0] for _ in range(2)]
+    seen = []
+    thread, stop = _run_watch(conn_113, seen.append, since=since, change_types="NewInstance")
+    assert h.wait_until(lambda: len(seen) == 2, 30)
+    _stop(thread, stop)
+    assert [c["ID"] for c in seen] == ids
+    assert any("type=NewInstance" in url for _, url, _ in count_requests)
+
+
+def test_watch_changes_retries_a_handler_that_fails_transiently(conn_a):
+    since = _last_seq(conn_a)
+    instance_id = o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0]
+    calls, errors = collections.Counter(), []
+
+    def flaky(change):
+        calls[change["Seq"]] += 1
+        if change["ID"] == instance_id and calls[change["Seq"]] <= 2:
+            raise ConnectionError("the forwarding target is restarting")
+
+    thread, stop = _run_watch(conn_a, flaky, since=since, change_types="NewInstance",
+                              on_error=lambda change, exc: errors.append(change))
+    assert h.wait_until(lambda: sum(calls.values()) >= 3, 30)
+    _stop(thread, stop)
+    assert list(calls.values()) == [3] and errors == []
+
+
+def test_watch_changes_reports_a_handler_that_keeps_failing_and_goes_on(conn_a, tmp_path):
+    since = _last_seq(conn_a)
+    ids = [o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0] for _ in range(2)]
+    reported, handled = [], []
+
+    def broken_on_first(change):
+        if change["ID"] == ids[0]:
+            raise ValueError("cannot index this one")
+        handled.append(change["ID"])
+
+    cursor = tmp_path / "cursor"
+    thread, stop = _run_watch(conn_a, broken_on_first, since=since, change_types="NewInstance",
+                              attempts=2, cursor=cursor,
+                              on_error=lambda change, exc: reported.append((change["ID"], exc)))
+    assert h.wait_until(lambda: handled == [ids[1]], 30)
+    _stop(thread, stop)
+    assert [(i, str(e)) for i, e in reported] == [(ids[0], "cannot index this one")]
+    assert int(cursor.read_text()) >= _last_seq(conn_a) - 10
+
+
+def test_watch_changes_with_workers_runs_handlers_in_parallel_keeping_each_resource_in_order(
+        empty_a):
+    since = _last_seq(empty_a)
+    files = h.generate_test_study(series=4, instances=3)
+    _upload_parallel(empty_a, files)
+    order, running, lock = collections.defaultdict(list), [0, 0], threading.Lock()
+
+    def slow(change):
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+            order[change["ID"]].append(change["Seq"])
+
+    assert h.wait_until(lambda: any(c["ChangeType"] == "StablePatient"
+                                    for c in o.iter_changes(empty_a, since)), 30)
+    expected = collections.defaultdict(list)
+    for change in o.iter_changes(empty_a, since):
+        expected[change["ID"]].append(change["Seq"])
+    thread, stop = _run_watch(empty_a, slow, since=since, workers=4)
+    assert h.wait_until(lambda: sum(map(len, order.values())) >= 
+                        sum(map(len, expected.values())), 60)
+    _stop(thread, stop)
+    assert running[1] > 1
+    assert {key: seqs[:len(expected[key])] for key, seqs in order.items()} == dict(expected)
+
+
+def test_watch_changes_saves_the_cursor_only_up_to_a_change_still_running(conn_a, tmp_path):
+    since = _last_seq(conn_a)
+    ids = [o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0] for _ in range(3)]
+    release, done = threading.Event(), []
+
+    def blocks_on_first(change):
+        if change["ID"] == ids[0]:
+            release.wait(30)
+        done.append(change["Seq"])
+
+    cursor = tmp_path / "cursor"
+    thread, stop = _run_watch(conn_a, blocks_on_first, since=since, workers=3,
+                              change_types="NewInstance", cursor=cursor)
+    assert h.wait_until(lambda: len(done) == 2, 30)
+    time.sleep(0.5)
+    first = min(c["Seq"] for c in o.iter_changes(conn_a, since) if c["ID"] == ids[0])
+    assert not cursor.exists() or int(cursor.read_text()) < first
+    release.set()
+    assert h.wait_until(lambda: cursor.exists() and int(cursor.read_text()) > max(done), 30)
+    _stop(thread, stop)
+
+
+def test_watch_changes_resumes_from_its_cursor_file_over_since(conn_a, tmp_path):
+    ids = [o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0] for _ in range(2)]
+    second = max(c["Seq"] for c in o.iter_changes(conn_a, 0) if c["ID"] == ids[1])
+    cursor = tmp_path / "cursor"
+    cursor.write_text(f"{second - 1}\n")
+    seen = []
+    thread, stop = _run_watch(conn_a, seen.append, since=0, cursor=cursor,
+                              change_types="NewInstance")
+    assert h.wait_until(lambda: seen, 30)
+    time.sleep(0.3)
+    _stop(thread, stop)
+    assert [c["ID"] for c in seen] == [ids[1]]
+
+
+def test_watch_changes_stops_every_thread_it_started(conn_a):
+    before = {t.ident for t in threading.enumerate()}
+    thread, stop = _run_watch(conn_a, lambda change: None, since=_last_seq(conn_a), workers=4)
+    time.sleep(0.3)
+    _stop(thread, stop)
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []
+
+
+def test_watch_changes_does_not_set_the_callers_stop_event_nor_touch_its_arguments(conn_a):
+    types = ["NewInstance"]
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    assert o.watch_changes(conn_a, lambda c: None, change_types=types, stop=stop,
+                           since=_last_seq(conn_a), poll_interval=0.05) is None
+    assert types == ["NewInstance"]
+
+
+def test_watch_changes_waits_for_a_restarting_server_and_goes_on(make_server):
+    server = make_server("watch-restart", tier="1.10")
+    try:
+        seen = []
+        thread, stop = _run_watch(server.conn, seen.append, change_types="NewInstance")
+        first = o.upload(server.conn, h.generate_test_dicom_file(8, 8))[0]
+        assert h.wait_until(lambda: len(seen) == 1, 30)
+        server.restart()
+        second = o.upload(server.conn, h.generate_test_dicom_file(8, 8))[0]
+        assert h.wait_until(lambda: len(seen) == 2, 60)
+        _stop(thread, stop)
+        assert [c["ID"] for c in seen] == [first, second]
+    finally:
+        server.remove()
+
+
+_WATCHER = """
+import os, sys, threading, time
+import orthanc_fn as o
+log_path, cursor, target = sys.argv[1], sys.argv[2], int(sys.argv[3])
+conn = o.Connection(os.environ["ORTHANC_URL"],
+                    auth=(os.environ["ORTHANC_USER"], os.environ["ORTHANC_PASSWORD"]))
+stop = threading.Event()
+log = open(log_path, "a")
+lock = threading.Lock()
+def handler(change):
+    time.sleep(0.003)
+    with lock:
+        log.write(f"{change['Seq']}\\n")
+        log.flush()
+    if change["Seq"] >= target:
+        stop.set()
+o.watch_changes(conn, handler, cursor=cursor, since=int(sys.argv[4]), workers=int(sys.argv[5]),
+                poll_interval=0.1, stop=stop)
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_watch_changes_killed_with_sigkill_and_restarted_handles_every_change(
+        empty_a, tmp_path, workers):
+    since = _last_seq(empty_a)
+    _upload_parallel(empty_a, [h.generate_test_dicom_file(8, 8) for _ in range(150)])
+    expected = [c["Seq"] for c in o.iter_changes(empty_a, since)]
+    script, log, cursor = tmp_path / "watch.py", tmp_path / "handled.txt", tmp_path / "cursor"
+    script.write_text(_WATCHER)
+    command = [sys.executable, str(script), str(log), str(cursor), str(expected[-1]),
+               str(since), str(workers)]
+    kills = 0
+    for kill_after in (100, 300):
+        process = subprocess.Popen(command, env=_env(empty_a))
+        assert h.wait_until(lambda: log.exists() and len(log.read_text().split()) >= kill_after,
+                            60)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        kills += 1
+    assert subprocess.run(command, env=_env(empty_a), timeout=120).returncode == 0
+    handled = [int(line) for line in log.read_text().split()]
+    missing = set(expected) - set(handled)
+    duplicates = len(handled) - len(set(handled))
+    print(f"\nwatch_changes workers={workers}, {kills} SIGKILLs: {len(expected)} changes, "
+          f"handled {len(set(handled))}, duplicates {duplicates}, missing {len(missing)}")
+    assert missing == set() and set(handled) == set(expected)
+    assert int(cursor.read_text()) == expected[-1]
