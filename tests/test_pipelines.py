@@ -285,3 +285,197 @@ def test_watch_changes_killed_with_sigkill_and_restarted_handles_every_change(
           f"handled {len(set(handled))}, duplicates {duplicates}, missing {len(missing)}")
     assert missing == set() and set(handled) == set(expected)
     assert int(cursor.read_text()) == expected[-1]
+
+
+# ---- sync and compare
+
+def _dataset(conn, studies=10, instances=100):
+    """Store ``studies`` one-series studies of ``instances`` 32x32 instances; return
+    ``{study id: [instance ids]}``."""
+    tree = collections.defaultdict(list)
+    files = [data for _ in range(studies)
+             for data in h.generate_test_study(series=1, instances=instances)]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as pool:
+        for answer in pool.map(lambda data: o._store(conn, data)[0], files):
+            tree[answer["ParentStudy"]].append(answer["ID"])
+    return dict(tree)
+
+
+def _instances(conn):
+    return set(o.get_all_ids(conn, o.INSTANCES))
+
+
+@pytest.mark.parametrize("method", ["peer", "dicomweb", "copy"])
+def test_sync_copies_1000_instances_and_verifies_each(empty_a, empty_b, method):
+    tree = _dataset(empty_a)
+    report = o.sync(empty_a, empty_b, method=method)
+    print(f"\nsync {method}: 1000 instances in {report.seconds:.1f} s")
+    assert isinstance(report, o.SyncReport)
+    assert sorted(report.copied) == sorted(tree) and report.present == [] == report.failed
+    assert _instances(empty_b) == _instances(empty_a) and len(_instances(empty_b)) == 1000
+
+
+def test_sync_auto_uses_the_peer_src_lists_for_dst(empty_a, empty_b):
+    _dataset(empty_a, studies=2, instances=3)
+    before = set(o._get(empty_a, "/jobs"))
+    o.sync(empty_a, empty_b)
+    jobs = [o.get_job(empty_a, job_id) for job_id in set(o._get(empty_a, "/jobs")) - before]
+    assert jobs and {job["Type"] for job in jobs} == {"OrthancPeerStore"}
+
+
+@pytest.mark.v113
+def test_sync_auto_copies_between_servers_that_know_nothing_of_each_other(empty_a, conn_113):
+    tree = _dataset(empty_a, studies=3, instances=4)
+    report = o.sync(empty_a, conn_113)
+    assert sorted(report.copied) == sorted(tree)
+    assert _instances(conn_113) == _instances(empty_a)
+
+
+def test_sync_through_transfers_without_the_plugin_raises_saying_what_is_missing(conn_a, conn_b):
+    with pytest.raises(o.OrthancValueError) as info:
+        o.sync(conn_a, conn_b, method="transfers")
+    assert "Transfers plugin" in str(info.value)
+
+
+def test_sync_refuses_an_unknown_method_before_sending(conn_a, conn_b, count_requests):
+    with pytest.raises(o.OrthancValueError):
+        o.sync(conn_a, conn_b, method="rsync")
+    assert count_requests == []
+
+
+def test_sync_never_sends_again_what_dst_already_has(empty_a, empty_b, count_requests):
+    tree = _dataset(empty_a, studies=4, instances=5)
+    studies = sorted(tree)
+    o.peer_send(empty_a, "b", studies[:2])
+    partial = tree[studies[2]][:2]
+    o.peer_send(empty_a, "b", partial)
+    count_requests.clear()
+    report = o.sync(empty_a, empty_b, method="copy")
+    sent = [url for method, url, _ in count_requests
+            if method == "POST" and url == empty_b.url + "/instances"]
+    assert len(sent) == 5 + 3
+    assert sorted(report.present) == studies[:2] and sorted(report.copied) == studies[2:]
+    assert _instances(empty_b) == _instances(empty_a)
+
+
+def test_sync_run_again_finds_everything_present(empty_a, empty_b):
+    tree = _dataset(empty_a, studies=3, instances=2)
+    o.sync(empty_a, empty_b, method="copy")
+    again = o.sync(empty_a, empty_b, method="copy")
+    assert again.copied == [] and sorted(again.present) == sorted(tree) and again.failed == []
+
+
+def test_sync_reports_an_instance_whose_file_differs_on_dst_and_leaves_it(empty_a, empty_b):
+    uids = {"StudyInstanceUID": "1.2.3.4.5.6.1", "SeriesInstanceUID": "1.2.3.4.5.6.2",
+            "SOPInstanceUID": "1.2.3.4.5.6.3", "PatientID": "SAME-IDS"}
+    ours = o.upload(empty_a, h.generate_test_dicom_file(16, 16, uids, seed=1))[0]
+    theirs = o.upload(empty_b, h.generate_test_dicom_file(16, 16, uids, seed=2))[0]
+    assert ours == theirs
+    before = o.get_file(empty_b, theirs)
+    report = o.sync(empty_a, empty_b, method="copy")
+    study = o.get_parent_id(empty_a, o.INSTANCES, ours, o.STUDIES)
+    assert report.copied == [] == report.present
+    assert [study_id for study_id, _ in report.failed] == [study]
+    assert "differs" in report.failed[0][1] and ours in report.failed[0][1]
+    assert o.get_file(empty_b, theirs) == before
+
+
+def test_sync_without_verify_takes_present_instances_as_they_are(empty_a, empty_b):
+    uids = {"StudyInstanceUID": "1.2.3.4.5.7.1", "SeriesInstanceUID": "1.2.3.4.5.7.2",
+            "SOPInstanceUID": "1.2.3.4.5.7.3", "PatientID": "SAME-IDS-2"}
+    o.upload(empty_a, h.generate_test_dicom_file(16, 16, uids, seed=1))
+    o.upload(empty_b, h.generate_test_dicom_file(16, 16, uids, seed=2))
+    report = o.sync(empty_a, empty_b, method="copy", verify=False)
+    assert len(report.present) == 1 and report.failed == []
+
+
+def test_sync_since_copies_only_the_resources_changed_after_that_change(empty_a, empty_b):
+    old = _dataset(empty_a, studies=2, instances=2)
+    since = _last_seq(empty_a)
+    new = _dataset(empty_a, studies=2, instances=2)
+    report = o.sync(empty_a, empty_b, method="copy", since=since)
+    assert sorted(report.copied) == sorted(new)
+    assert not set(o.get_all_ids(empty_b, o.STUDIES)) & set(old)
+
+
+def test_sync_with_a_query_copies_only_the_matching_studies(empty_a, empty_b):
+    wanted = o.upload(empty_a, h.generate_test_dicom_file(8, 8, {"PatientName": "SYNC^ME"}))[0]
+    o.upload(empty_a, h.generate_test_dicom_file(8, 8, {"PatientName": "LEAVE^ME"}))
+    report = o.sync(empty_a, empty_b, method="copy", query={"PatientName": "SYNC*"})
+    assert report.copied == [o.get_parent_id(empty_a, o.INSTANCES, wanted, o.STUDIES)]
+    assert _instances(empty_b) == {wanted}
+
+
+def test_sync_at_the_instances_level_reports_instance_ids(empty_a, empty_b):
+    tree = _dataset(empty_a, studies=1, instances=3)
+    report = o.sync(empty_a, empty_b, level="instances", method="copy")
+    assert sorted(report.copied) == sorted(next(iter(tree.values())))
+
+
+def test_sync_calls_progress_up_to_the_number_of_resources(empty_a, empty_b):
+    tree = _dataset(empty_a, studies=3, instances=1)
+    calls = []
+    o.sync(empty_a, empty_b, method="copy", progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (len(tree), len(tree))
+
+
+def test_compare_after_a_partial_copy_names_what_is_missing_extra_and_incomplete(
+        empty_a, empty_b):
+    tree = _dataset(empty_a, studies=4, instances=3)
+    studies = sorted(tree)
+    o.peer_send(empty_a, "b", studies[:2])
+    o.peer_send(empty_a, "b", tree[studies[2]][:1])
+    extra = o.upload(empty_b, h.generate_test_dicom_file(8, 8))[0]
+    comparison = o.compare(empty_a, empty_b)
+    assert comparison == o.Comparison(
+        only_src=[studies[3]], different=[studies[2]],
+        only_dst=[o.get_parent_id(empty_b, o.INSTANCES, extra, o.STUDIES)])
+    o.sync(empty_a, empty_b, method="copy")
+    assert o.compare(empty_a, empty_b).only_src == [] == o.compare(empty_a, empty_b).different
+
+
+_SYNCER = """
+import json, os, sys
+import orthanc_fn as o
+src = o.Connection(os.environ["ORTHANC_URL"],
+                   auth=(os.environ["ORTHANC_USER"], os.environ["ORTHANC_PASSWORD"]))
+dst = o.Connection(os.environ["DST_URL"],
+                   auth=(os.environ["ORTHANC_USER"], os.environ["ORTHANC_PASSWORD"]))
+report = o.sync(src, dst, method=sys.argv[1], workers=4)
+print(json.dumps(report._asdict()))
+"""
+
+
+@pytest.mark.parametrize("method", ["copy", "peer"])
+def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
+        empty_a, empty_b, server_b, tmp_path, method):
+    tree = _dataset(empty_a, studies=10, instances=100)
+    script = tmp_path / "sync.py"
+    script.write_text(_SYNCER)
+    with CountingProxy(server_b.http_port) as proxy:
+        o.configure_peer(empty_a, "b-proxy", proxy.url + "/", orthanc_rig.USER,
+                         orthanc_rig.PASSWORD)
+        try:
+            env = _env(empty_a, DST_URL=proxy.url)
+            command = [sys.executable, str(script), method]
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+            assert h.wait_until(lambda: o.get_statistics(empty_b)["CountInstances"] >= 300,
+                                120, polling_interval=0.02)
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            at_kill = o.get_statistics(empty_b)["CountInstances"]
+            rerun = subprocess.run(command, env=env, stdout=subprocess.PIPE, timeout=300)
+            assert rerun.returncode == 0
+            report = json.loads(rerun.stdout)
+        finally:
+            o.delete_peer(empty_a, "b-proxy")
+    sends = collections.Counter({key: n for key, n in proxy.bodies.items()
+                                 if key[:2] == ("POST", "/instances")})
+    duplicates = sum(n - 1 for n in sends.values())
+    missing = _instances(empty_a) - _instances(empty_b)
+    print(f"\nsync {method}, SIGKILL at {at_kill} of 1000 instances: sent {len(sends)}, "
+          f"duplicates {duplicates}, missing {len(missing)}; second run: "
+          f"{len(report['copied'])} studies copied, {len(report['present'])} present")
+    assert duplicates == 0 and missing == set() and len(sends) == 1000
+    assert report["failed"] == [] and len(report["copied"]) + len(report["present"]) == 10

@@ -16,8 +16,9 @@ class CountingProxy:
     """Forward ``self.url`` to ``127.0.0.1:target_port``; count what goes through.
 
     ``requests`` lists each request forwarded (``"GET /system"``), ``statuses`` counts the
-    answers by status, ``bodies`` counts the SHA-1 of each request body (how many times one
-    file was sent). Any client pointed at ``url`` is counted the same way.
+    answers by status, ``bodies`` counts ``(method, path, SHA-1 of the body)`` of each
+    request with a body (how many times one file was sent). Any client pointed at ``url`` is
+    counted the same way.
     """
 
     def __init__(self, target_port):
@@ -40,7 +41,8 @@ class CountingProxy:
                 with proxy.lock:
                     proxy.requests.append(f"{self.command} {self.path}")
                     if body:
-                        proxy.bodies[hashlib.sha1(body).hexdigest()] += 1
+                        proxy.bodies[(self.command, self.path,
+                                      hashlib.sha1(body).hexdigest())] += 1
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port,
                                                       timeout=60)
                 try:
