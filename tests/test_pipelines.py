@@ -479,3 +479,88 @@ def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
           f"{len(report['copied'])} studies copied, {len(report['present'])} present")
     assert duplicates == 0 and missing == set() and len(sends) == 1000
     assert report["failed"] == [] and len(report["copied"]) + len(report["present"]) == 10
+
+
+# ---- command line
+
+def _cli(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "orthanc_fn", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _cli_env(src, dst=None, **extra):
+    env = {k: v for k, v in _env(src).items() if not k.startswith("ORTHANC_DST_")}
+    if dst is not None:
+        env.update(ORTHANC_DST_USER=dst.auth[0], ORTHANC_DST_PASSWORD=dst.auth[1])
+    env.update(extra)
+    return env
+
+
+def _watch_cli(conn, tmp_path, *args):
+    """Run `orthanc_fn watch ARGS` until it printed or ran something, then SIGTERM it."""
+    out = tmp_path / "out.txt"
+    with open(out, "w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "orthanc_fn", "watch", *args],
+                                   cwd=ROOT, env=_cli_env(conn), stdout=stdout,
+                                   stderr=subprocess.PIPE, text=True)
+        return process, out
+
+
+def test_cli_watch_prints_changes_as_json_lines_and_stops_on_sigterm_saving_the_cursor(
+        conn_a, tmp_path):
+    since = _last_seq(conn_a)
+    instance_id = o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0]
+    cursor = tmp_path / "cursor"
+    process, out = _watch_cli(conn_a, tmp_path, "--since", str(since), "--type", "NewInstance",
+                              "--cursor", str(cursor), "--poll", "0.1")
+    assert h.wait_until(lambda: out.read_text().strip(), 30)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(c["ChangeType"], c["ID"]) for c in lines] == [("NewInstance", instance_id)]
+    assert int(cursor.read_text()) >= lines[0]["Seq"]
+
+
+def test_cli_watch_exec_runs_the_command_with_the_id_and_type_of_each_change(conn_a, tmp_path):
+    since = _last_seq(conn_a)
+    ids = [o.upload(conn_a, h.generate_test_dicom_file(8, 8))[0] for _ in range(2)]
+    seen = tmp_path / "seen.txt"
+    process, out = _watch_cli(conn_a, tmp_path, "--since", str(since), "--type", "NewInstance",
+                              "--poll", "0.1", "--exec",
+                              f"sh -c 'echo {{type}} {{id}} {{seq}} >> {seen}'")
+    assert h.wait_until(lambda: seen.exists() and len(seen.read_text().splitlines()) == 2, 30)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert [line.split()[:2] for line in seen.read_text().splitlines()] == \
+        [["NewInstance", i] for i in ids]
+
+
+def test_cli_sync_takes_dst_credentials_from_its_environment_and_prints_the_report(
+        empty_a, empty_b):
+    tree = _dataset(empty_a, studies=2, instances=2)
+    out = _cli("sync", empty_a.url, empty_b.url, "--method", "copy",
+               env=_cli_env(empty_a, empty_b))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert sorted(report["copied"]) == sorted(tree) and report["failed"] == []
+    assert "sync: 2 copied, 0 already there, 0 failed" in out.stderr
+    assert orthanc_rig.PASSWORD not in out.stdout + out.stderr
+
+
+def test_cli_sync_with_wrong_dst_credentials_fails_in_one_line_without_the_password(
+        conn_a, conn_b):
+    out = _cli("sync", conn_a.url, conn_b.url, "--method", "copy",
+               env=_cli_env(conn_a, ORTHANC_DST_USER="fn-test", ORTHANC_DST_PASSWORD="wrong-pw"))
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1 and "401" in out.stderr
+    assert "wrong-pw" not in out.stderr and orthanc_rig.PASSWORD not in out.stderr
+
+
+def test_cli_compare_prints_only_src_only_dst_and_different(empty_a, empty_b):
+    tree = _dataset(empty_a, studies=2, instances=1)
+    out = _cli("compare", empty_a.url, empty_b.url, env=_cli_env(empty_a, empty_b))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"only_src": sorted(tree), "only_dst": [],
+                                      "different": []}
