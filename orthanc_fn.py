@@ -3044,14 +3044,9 @@ def sync(src, dst, *, level="studies", query=None, since=None, method="auto", ve
             wanted = sorted({i for instances in tree.values() for i in instances})
             on_dst = _existing_instances(dst, wanted)
             missing = [i for i in wanted if i not in on_dst]
-            errors = _sync_send(src, dst, method, target, missing, pool, int(workers), timeout)
-            arrived = _existing_instances(dst, missing) if missing else set()
-            for instance_id in missing:
-                if instance_id not in arrived:
-                    errors.setdefault(instance_id, f"not on {dst.url} after the {method} copy")
-            if verify:
-                checked = [i for i in wanted if i in on_dst or i in arrived]
-                errors.update(_md5_differences(src, dst, checked, pool))
+            errors = _sync_chunk(src, dst, method, target, missing,
+                                 [i for i in wanted if i in on_dst] if verify else [],
+                                 verify, pool, int(workers), timeout)
             for resource_id in chunk:
                 instances = tree.get(resource_id)
                 if not instances:
@@ -3191,45 +3186,61 @@ def _existing_instances(conn, instances_ids):
     return {one["ID"] for one in _bulk_content(conn, "Instance", instances_ids)}
 
 
-def _sync_send(src, dst, method, target, instances_ids, pool, workers, timeout):
-    """Send instances from ``src`` to ``dst``; return ``{instance id: reason}`` of failures.
+def _sync_chunk(src, dst, method, target, missing, present, verify, pool, workers, timeout):
+    """Send ``missing``, check each arrived and, with ``verify``, compare the MD5 of those and
+    of ``present`` on both servers; return ``{instance id: reason}`` of the failures.
 
-    Jobs of at most ``_SYNC_BATCH`` instances (at least ``workers`` of them when there are
-    enough instances), run at once by ``pool``; ``"copy"`` downloads and uploads each file.
+    ``pool`` runs the batches (jobs of at most ``_SYNC_BATCH`` instances, at least
+    ``workers`` of them when there are enough; 50 copies each for ``"copy"``): the checks of
+    one batch overlap the sending of the others.
     """
-    if not instances_ids:
-        return {}
-    if method == "copy":
-        def copy(instance_id):
-            try:
-                _store(dst, get_file(src, instance_id))
-                return None
-            except OrthancError as exc:
-                return instance_id, _reason(exc)
-        return dict(filter(None, pool.map(copy, instances_ids)))
+    def send_and_check(batch):
+        errors = _sync_send(src, dst, method, target, batch, timeout)
+        arrived = _existing_instances(dst, batch)
+        for instance_id in batch:
+            if instance_id not in arrived:
+                errors.setdefault(instance_id, f"not on {dst.url} after the {method} copy")
+        if verify:
+            errors.update(_md5_differences(src, dst, [i for i in batch if i in arrived]))
+        return errors
 
-    size = max(1, min(_SYNC_BATCH, -(-len(instances_ids) // max(1, workers))))
-    batches = [instances_ids[n:n + size] for n in range(0, len(instances_ids), size)]
-
-    def send(batch):
-        try:
-            if method == "peer":
-                peer_send(src, target, batch, timeout=timeout)
-            elif method == "dicomweb":
-                dicomweb_send(src, target, batch, timeout=timeout)
-            else:
-                transfers_send(src, target, batch, INSTANCES, timeout=timeout, peer_conn=dst)
-            return {}
-        except OrthancError as exc:
-            return dict.fromkeys(batch, _one_line(exc))
-
+    size = 50 if method == "copy" else \
+        max(1, min(_SYNC_BATCH, -(-len(missing) // max(1, workers))))
+    futures = [pool.submit(send_and_check, missing[n:n + size])
+               for n in range(0, len(missing), size)]
+    futures += [pool.submit(_md5_differences, src, dst, present[n:n + 100])
+                for n in range(0, len(present), 100)]
     errors = {}
-    for failures in pool.map(send, batches):
-        errors.update(failures)
+    for future in futures:
+        errors.update(future.result())
     return errors
 
 
-def _md5_differences(src, dst, instances_ids, pool):
+def _sync_send(src, dst, method, target, instances_ids, timeout):
+    """Send one batch of instances from ``src`` to ``dst``; return ``{id: reason}`` of what
+    surely failed (``"copy"``: each file downloaded and uploaded here; else one job)."""
+    if method == "copy":
+        errors = {}
+        for instance_id in instances_ids:
+            try:
+                _store(dst, get_file(src, instance_id))
+            except OrthancError as exc:
+                errors[instance_id] = _reason(exc)
+        return errors
+    try:
+        if method == "peer":
+            peer_send(src, target, instances_ids, timeout=timeout)
+        elif method == "dicomweb":
+            dicomweb_send(src, target, instances_ids, timeout=timeout)
+        else:
+            transfers_send(src, target, instances_ids, INSTANCES, timeout=timeout,
+                           peer_conn=dst)
+        return {}
+    except OrthancError as exc:
+        return dict.fromkeys(instances_ids, _one_line(exc))
+
+
+def _md5_differences(src, dst, instances_ids):
     """``{instance id: reason}`` for instances whose stored files differ on the two servers.
 
     Instances whose MD5 one server does not keep are not compared.
@@ -3243,13 +3254,13 @@ def _md5_differences(src, dst, instances_ids, pool):
         except HttpError:
             return None  # this server does not keep MD5s (StoreMD5ForAttachments false)
 
-    def check(instance_id):
+    differences = {}
+    for instance_id in instances_ids:
         ours, theirs = md5(src, instance_id), md5(dst, instance_id)
         if ours and theirs and ours != theirs:
-            return instance_id, f"the file differs on {dst.url} (MD5 {theirs}, {ours} on {src.url})"
-        return None
-
-    return dict(filter(None, pool.map(check, instances_ids)))
+            differences[instance_id] = (f"the file differs on {dst.url} (MD5 {theirs}, "
+                                        f"{ours} on {src.url})")
+    return differences
 
 
 # ==== Command line ====

@@ -338,6 +338,27 @@ def test_sync_through_transfers_without_the_plugin_raises_saying_what_is_missing
     assert "Transfers plugin" in str(info.value)
 
 
+def test_sync_transfers_stand_in_for_the_missing_plugin_sends_instance_batches_to_the_peer(
+        empty_a, empty_b, monkeypatch):
+    """A mock, because the Transfers plugin is not packaged in Debian: ``has_plugin`` says it
+    is loaded and ``transfers_send`` is replaced by a stand-in that records its arguments and
+    copies the batch with a real peer job. What is checked is sync's side of the method."""
+    tree = _dataset(empty_a, studies=3, instances=4)
+    calls = []
+
+    def transfers_stand_in(conn, peer, orthanc_ids, level, compress=True, timeout=None, *,
+                           peer_conn=None):
+        calls.append((conn, peer, sorted(orthanc_ids), level, peer_conn))
+        o.peer_send(conn, peer, orthanc_ids, timeout=timeout)
+
+    monkeypatch.setattr(o, "has_plugin", lambda conn, name: True)
+    monkeypatch.setattr(o, "transfers_send", transfers_stand_in)
+    report = o.sync(empty_a, empty_b, method="transfers")
+    assert sorted(report.copied) == sorted(tree) and report.failed == []
+    assert [(c[0], c[1], c[3], c[4]) for c in calls] == [(empty_a, "b", o.INSTANCES, empty_b)]
+    assert calls[0][2] == sorted(i for ids in tree.values() for i in ids)
+
+
 def test_sync_refuses_an_unknown_method_before_sending(conn_a, conn_b, count_requests):
     with pytest.raises(o.OrthancValueError):
         o.sync(conn_a, conn_b, method="rsync")
@@ -416,7 +437,8 @@ def test_sync_at_the_instances_level_reports_instance_ids(empty_a, empty_b):
 def test_sync_calls_progress_up_to_the_number_of_resources(empty_a, empty_b):
     tree = _dataset(empty_a, studies=3, instances=1)
     calls = []
-    o.sync(empty_a, empty_b, method="copy", progress=lambda done, total: calls.append((done, total)))
+    o.sync(empty_a, empty_b, method="copy",
+           progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (len(tree), len(tree))
 
 
@@ -447,10 +469,12 @@ print(json.dumps(report._asdict()))
 """
 
 
-@pytest.mark.parametrize("method", ["copy", "peer"])
+@pytest.mark.parametrize("method, cancel", [("copy", False), ("peer", False), ("peer", True)])
 def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
-        empty_a, empty_b, server_b, tmp_path, method):
-    tree = _dataset(empty_a, studies=10, instances=100)
+        empty_a, empty_b, server_b, tmp_path, method, cancel):
+    """``cancel``: the killed run's peer jobs are cancelled too (as a restart of the source
+    would end them), so the second run has the rest to send."""
+    _dataset(empty_a, studies=10, instances=100)
     script = tmp_path / "sync.py"
     script.write_text(_SYNCER)
     with CountingProxy(server_b.http_port) as proxy:
@@ -464,6 +488,10 @@ def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
                                 120, polling_interval=0.02)
             process.send_signal(signal.SIGKILL)
             process.wait(10)
+            if cancel:
+                for job in o._get(empty_a, "/jobs?expand"):
+                    if job["Type"] == "OrthancPeerStore" and job["State"] == "Running":
+                        o.cancel_job(empty_a, job["ID"])
             at_kill = o.get_statistics(empty_b)["CountInstances"]
             rerun = subprocess.run(command, env=env, stdout=subprocess.PIPE, timeout=300)
             assert rerun.returncode == 0
@@ -474,7 +502,8 @@ def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
                                  if key[:2] == ("POST", "/instances")})
     duplicates = sum(n - 1 for n in sends.values())
     missing = _instances(empty_a) - _instances(empty_b)
-    print(f"\nsync {method}, SIGKILL at {at_kill} of 1000 instances: sent {len(sends)}, "
+    print(f"\nsync {method}{' (jobs cancelled)' if cancel else ''}, SIGKILL at {at_kill} of "
+          f"1000 instances: sent {len(sends)}, "
           f"duplicates {duplicates}, missing {len(missing)}; second run: "
           f"{len(report['copied'])} studies copied, {len(report['present'])} present")
     assert duplicates == 0 and missing == set() and len(sends) == 1000

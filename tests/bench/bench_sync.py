@@ -1,6 +1,7 @@
 """Sync benchmark: instances/second copied from one fresh Orthanc to another.
 
-    python tests/bench/bench_sync.py [--studies 20] [--instances 100] [--size 32] [--rounds 3]
+    python tests/bench/bench_sync.py [--studies 20] [--instances 100] [--size 32]
+                                     [--rounds 3]
     python tests/bench/run_all.py --only sync
 
 Starts two wired servers of the host's Orthanc (tests/rig: each the other's peer and DICOMweb
