@@ -355,8 +355,10 @@ def test_sync_transfers_stand_in_for_the_missing_plugin_sends_instance_batches_t
     monkeypatch.setattr(o, "transfers_send", transfers_stand_in)
     report = o.sync(empty_a, empty_b, method="transfers")
     assert sorted(report.copied) == sorted(tree) and report.failed == []
-    assert [(c[0], c[1], c[3], c[4]) for c in calls] == [(empty_a, "b", o.INSTANCES, empty_b)]
-    assert calls[0][2] == sorted(i for ids in tree.values() for i in ids)
+    assert {(c[0], c[1], c[3], c[4]) for c in calls} == {(empty_a, "b", o.INSTANCES, empty_b)}
+    assert len(calls) == 4  # 12 instances, 4 workers: 4 batches of 3
+    assert sorted(i for c in calls for i in c[2]) == sorted(i for ids in tree.values()
+                                                            for i in ids)
 
 
 def test_sync_refuses_an_unknown_method_before_sending(conn_a, conn_b, count_requests):
