@@ -66,7 +66,7 @@ __all__ = [
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
     "download_instances_set",
     # Pipelines
-    "watch_changes", "SyncReport", "Comparison", "SYNC_METHODS", "sync", "compare",
+    "watch_changes", "SyncReport", "Comparison", "sync", "compare",
     # Command line
     "main",
 ]
@@ -2996,7 +2996,7 @@ class Comparison(NamedTuple):
     different: list
 
 
-SYNC_METHODS = ("peer", "dicomweb", "transfers", "copy")
+_SYNC_METHODS = ("peer", "dicomweb", "transfers", "copy")
 _SYNC_CHUNK = 500  # resources compared and copied per round
 _SYNC_BATCH = 500  # at most this many instances per Orthanc job
 _CHILDREN = {PATIENTS: ("Patient", "Studies"), STUDIES: ("Study", "Series"),
@@ -3101,12 +3101,12 @@ def _same_server(url, other):
 def _sync_route(src, dst, method):
     """Return ``(method, name)``: the method ``sync`` uses and the peer or server it targets.
 
-    ``"auto"`` takes the first of ``SYNC_METHODS`` configured on ``src`` for ``dst``; an
+    ``"auto"`` takes the first of ``_SYNC_METHODS`` configured on ``src`` for ``dst``; an
     explicit method that is not configured raises ``OrthancValueError`` saying what is missing.
     """
-    if method != "auto" and method not in SYNC_METHODS:
-        raise OrthancValueError(f"sync method must be auto or one of {', '.join(SYNC_METHODS)}, "
-                                f"got {method!r}")
+    if method != "auto" and method not in _SYNC_METHODS:
+        raise OrthancValueError(f"sync method must be auto or one of "
+                                f"{', '.join(_SYNC_METHODS)}, got {method!r}")
     found = {}
     if method in ("auto", "peer", "transfers"):
         found["peer"] = next((name for name, peer in get_peers(src).items()
@@ -3120,7 +3120,7 @@ def _sync_route(src, dst, method):
         found["transfers"] = found["peer"] if found["peer"] and has_plugin(src, "transfers") \
             and has_plugin(dst, "transfers") else None
     found["copy"] = "copy"
-    for candidate in SYNC_METHODS if method == "auto" else (method,):
+    for candidate in _SYNC_METHODS if method == "auto" else (method,):
         if found.get(candidate):
             return candidate, found[candidate]
     needs = {"peer": f"an Orthanc peer of {src.url} at {dst.url} (configure_peer)",
@@ -3461,7 +3461,7 @@ def _cli_parser(argparse):
         sub.add_argument("--level", type=level, default=STUDIES,
                          help="patients, studies (default), series or instances")
     sub = commands.choices["sync"]
-    sub.add_argument("--method", choices=("auto",) + SYNC_METHODS, default="auto",
+    sub.add_argument("--method", choices=("auto",) + _SYNC_METHODS, default="auto",
                      help="how to copy (default: the first configured of peer, dicomweb, "
                           "transfers, copy)")
     sub.add_argument("--since", type=int, metavar="SEQ",
