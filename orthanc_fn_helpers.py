@@ -377,12 +377,6 @@ def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32
 
 # ---- DICOM data as researchers use it (pydicom + numpy) ----
 
-def _core():
-    """The orthanc_fn module: every call into the core goes through here."""
-    import orthanc_fn
-    return orthanc_fn
-
-
 def get_dataset(conn, instance_id):
     """Return the stored DICOM file of an instance as a ``pydicom.Dataset``.
 
@@ -821,7 +815,7 @@ def download_nifti(conn, level, orthanc_id, path):
     leaves no partial file. Orthanc: GET /{series|instances}/{id}/nifti (orthanc-neuro).
 
     Raises:
-        UnsupportedByServer: the server has no neuro plugin.
+        NotFound: an unknown id, or a server without the neuro plugin (the message says so).
         OrthancValueError: ``level`` is neither series nor instances.
     """
     core = _core()
@@ -833,12 +827,12 @@ def download_nifti(conn, level, orthanc_id, path):
     try:
         return core._save(conn, "GET", f"/{level}/{core._segment(orthanc_id)}/nifti", path,
                           query=query, timeout=300)
-    except core.NotFound:
+    except core.NotFound as exc:
         if core.has_plugin(conn, _NEURO_PLUGIN):
             raise
-        raise core.UnsupportedByServer(
-            f"download_nifti needs the orthanc-neuro plugin (libOrthancNeuro.so, Debian "
-            f"package orthanc-neuro), which {conn.url} has not loaded") from None
+        raise core._restated(exc, f"{exc} (download_nifti needs the orthanc-neuro plugin, "
+                                  "libOrthancNeuro.so, Debian package orthanc-neuro: this "
+                                  "server has not loaded it)") from None
 
 
 _NEURO_PLUGIN = "neuro"

@@ -358,11 +358,12 @@ def test_download_nifti_voxels_match_get_volume(conn_n, tmp_path):
 
 def test_download_nifti_without_the_neuro_plugin_says_so(conn_a, tmp_path):
     series_id, _ = _oblique_series(conn_a, count=2)
-    with pytest.raises(o.UnsupportedByServer, match="orthanc-neuro"):
+    with pytest.raises(o.NotFound, match="needs the orthanc-neuro plugin"):
         h.download_nifti(conn_a, "series", series_id, tmp_path / "x.nii")
     assert not list(tmp_path.iterdir())
 
 
 def test_download_nifti_of_an_unknown_series_is_not_found(conn_n, tmp_path):
-    with pytest.raises(o.NotFound):
+    with pytest.raises(o.NotFound) as info:
         h.download_nifti(conn_n, "series", "no-such-series", tmp_path / "x.nii")
+    assert "plugin" not in str(info.value)
