@@ -18,7 +18,6 @@ import datetime
 import io
 import os
 import random
-import sys
 import time
 from typing import NamedTuple
 

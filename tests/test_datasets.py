@@ -143,7 +143,17 @@ def test_upload_dataset_stores_the_dataset_and_leaves_it_unchanged(conn_a):
     assert tags["PatientName"] == "UPLOADED^DATASET"
 
 
+def test_iter_datasets_of_one_instance_yields_it(conn_a):
+    (instance_id,) = o.upload(conn_a, h.generate_test_dicom_file(4, 4))
+    assert [i for i, _ in h.iter_datasets(conn_a, "instances", instance_id)] == [instance_id]
+
+
 # ---- pixels ----
+
+def test_get_pixels_of_an_unknown_instance_is_not_found(conn_a):
+    with pytest.raises(o.NotFound):
+        h.get_pixels(conn_a, "no-such-instance")
+
 
 # (a real file, its uncompressed twin or None): RLE and the dose decode in pydicom, JPEG 2000
 # and JPEG-LS need Orthanc (GDCM for JPEG 2000)
@@ -273,6 +283,12 @@ def test_get_volume_refuses_two_acquisitions_stacked_at_the_same_positions(conn_
         h.get_volume(conn_a, series_id)
 
 
+def test_get_volume_of_a_series_without_geometry_says_what_is_missing(conn_a):
+    (instance_id,) = o.upload(conn_a, h.generate_test_dicom_file(4, 4, modality="OT"))
+    with pytest.raises(o.OrthancValueError, match="no ImagePositionPatient"):
+        h.get_volume(conn_a, _series_id(conn_a, instance_id))
+
+
 def test_get_volume_refuses_mixed_image_sizes(conn_a):
     series_id, files = _oblique_series(conn_a, count=2)
     ds = pydicom.dcmread(io.BytesIO(files[1]))
@@ -354,6 +370,18 @@ def test_download_nifti_voxels_match_get_volume(conn_n, tmp_path):
         # the neuro plugin's axes: nifti[i, j, k] == volume[k, rows - 1 - j, i]
         assert numpy.array_equal(voxels, volume.array[:, ::-1, :].transpose(2, 1, 0)), rows
     assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.v113
+def test_on_orthanc_113_download_nifti_voxels_match_get_volume(make_server, tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    conn = make_server("research113", tier="1.13", plugins=("libOrthancNeuro.so",)).conn
+    series_id, files = _oblique_series(conn, count=3, tags={"PixelSpacing": [0.8, 0.8]})
+    volume = h.get_volume(conn, series_id)
+    assert numpy.array_equal(volume.array, _local_stack(files))
+    voxels = nibabel.load(str(h.download_nifti(conn, "series", series_id,
+                                               tmp_path / "s.nii"))).get_fdata()
+    assert numpy.array_equal(voxels, volume.array[:, ::-1, :].transpose(2, 1, 0))
 
 
 def test_download_nifti_without_the_neuro_plugin_says_so(conn_a, tmp_path):

@@ -8,7 +8,7 @@ random pixels, RescaleIntercept -1024, InstanceNumbers shuffled), then builds th
 a fresh process, ``--repeat`` times each (the median is shown):
 - ``orthanc_fn_helpers.get_volume`` (8 workers over the shared pool, a preallocated array);
 - the best raw loop: 8 threads of urllib3 ``GET /instances/{id}/file``, pydicom decode,
-  sort by position along the slice normal, ``numpy.stack``, rescale;
+  sort by position along the slice normal, copy into one int16 array, rescale;
 - pyorthanc's way: ``Instance.get_pydicom()`` for each instance of ``pyorthanc.Series``, in
   turn (from the bench venv of ``_common.ensure_bench_venv``), then the same sort and stack.
 Peak memory growth is the process's VmHWM above its VmRSS before the call, divided by the
@@ -37,10 +37,10 @@ def stack(datasets):  # sort along the normal, stack, rescale: what a careful sc
     normal = np.cross(*np.array(datasets[0].ImageOrientationPatient, float).reshape(2, 3))
     datasets.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, float), normal)))
     slope, intercept = int(datasets[0].RescaleSlope), int(datasets[0].RescaleIntercept)
-    stacked = np.stack([d.pixel_array for d in datasets])
+    volume = np.empty((len(datasets), datasets[0].Rows, datasets[0].Columns), np.int16)
+    for k, d in enumerate(datasets):
+        volume[k] = d.pixel_array
     datasets.clear()
-    volume = stacked.astype(np.int16)
-    del stacked
     volume *= slope
     volume += intercept
     return volume
