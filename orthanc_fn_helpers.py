@@ -489,6 +489,9 @@ def _decoded(conn, instance_id, np):
     import pydicom
 
     ds = pydicom.dcmread(io.BytesIO(_core().get_file(conn, instance_id)))
+    if "PixelData" not in ds:
+        raise _core().OrthancValueError(f"instance {instance_id} has no pixel data "
+                                        f"(Modality {ds.get('Modality', '?')})")
     missing = _missing_decoder(ds)
     if missing is not None:
         ds = pydicom.dcmread(io.BytesIO(_transcoded_file(conn, instance_id, missing)))
@@ -503,6 +506,7 @@ def _missing_decoder(ds):
     syntax = ds.file_meta.TransferSyntaxUID
     if not syntax.is_compressed:
         return None
+    lacks = f"{syntax.name} ({syntax}): "
     try:
         from pydicom.pixels import get_decoder
     except ImportError:  # pydicom 2: try it
@@ -510,14 +514,14 @@ def _missing_decoder(ds):
             ds.pixel_array  # noqa: B018
             return None
         except Exception as exc:  # pydicom 2 raises RuntimeError or NotImplementedError
-            return str(exc)
+            return lacks + str(exc)
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
-        return "no decoder at all"
+        return lacks + "no decoder at all"
     if decoder.is_available:
         return None
-    return "; ".join(decoder.missing_dependencies) or "no decoder plugin"
+    return lacks + ("; ".join(decoder.missing_dependencies) or "no decoder plugin")
 
 
 def _transcoded_file(conn, instance_id, missing):
@@ -545,7 +549,7 @@ def _transcoded_file(conn, instance_id, missing):
 def _undecodable(instance_id, missing, exc):
     return _core().OrthancError(
         f"cannot decode the pixels of instance {instance_id}: pydicom lacks a decoder here "
-        f"({missing}) and the server could not transcode the file (for JPEG 2000 load the "
+        f"for {missing}, and the server could not transcode the file (for JPEG 2000 load the "
         f"GDCM plugin, libOrthancGdcm.so): {exc}")
 
 

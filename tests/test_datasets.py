@@ -150,6 +150,14 @@ def test_iter_datasets_of_one_instance_yields_it(conn_a):
 
 # ---- pixels ----
 
+def test_get_pixels_of_an_instance_without_pixels_says_so(conn_a):
+    ds = pydicom.dcmread(io.BytesIO(h.generate_test_dicom_file(4, 4)))
+    del ds.PixelData
+    (instance_id,) = h.upload_dataset(conn_a, ds)
+    with pytest.raises(o.OrthancValueError, match="no pixel data"):
+        h.get_pixels(conn_a, instance_id)
+
+
 def test_get_pixels_of_an_unknown_instance_is_not_found(conn_a):
     with pytest.raises(o.NotFound):
         h.get_pixels(conn_a, "no-such-instance")
@@ -217,6 +225,7 @@ def test_get_pixels_names_what_is_missing_when_nobody_can_decode(conn_a):
         h.get_pixels(conn_a, instance_id)
     message = str(info.value)
     assert "pylibjpeg" in message and "GDCM" in message and instance_id in message
+    assert "1.2.840.10008.1.2.4.91" in message  # the transfer syntax
 
 
 @pytest.mark.v113
