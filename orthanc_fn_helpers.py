@@ -590,15 +590,32 @@ def _rescale_type(np, ds, rescales):
 
 def _rescaled(np, ds, pixels, rescale, first=0):
     """Apply the modality rescale to monochrome frames ``first...`` (``pixels`` untouched)."""
-    if not rescale or int(ds.get("SamplesPerPixel") or 1) != 1:
+    rescales, dtype = _rescales(np, ds, pixels, rescale, first)
+    if rescales is None:
         return pixels
+    out = np.empty(pixels.shape, dtype)
+    _fill(np, out, pixels, rescales)
+    return out
+
+
+def _rescales(np, ds, pixels, rescale, first=0):
+    """``([(slope, intercept)] per frame, result type)``, or ``(None, pixels' type)`` when
+    nothing is to be done (no ``rescale``, colour, or slope 1 and intercept 0 throughout)."""
+    if not rescale or int(ds.get("SamplesPerPixel") or 1) != 1:
+        return None, pixels.dtype
     rescales = [_rescale_of(ds, first + k) for k in range(pixels.shape[0])]
     if all(r == (1.0, 0.0) for r in rescales):
-        return pixels
-    out = np.empty(pixels.shape, _rescale_type(np, ds, rescales))
+        return None, pixels.dtype
+    return rescales, _rescale_type(np, ds, rescales)
+
+
+def _fill(np, out, pixels, rescales):
+    """Write ``pixels`` into ``out``, rescaled frame by frame when ``rescales`` is not None."""
+    if rescales is None:
+        out[...] = pixels
+        return
     for k, (slope, intercept) in enumerate(rescales):
         _rescale_into(np, out[k], pixels[k], slope, intercept)
-    return out
 
 
 def _rescale_into(np, out, pixels, slope, intercept):
@@ -659,25 +676,28 @@ def get_volume(conn, series_id, *, rescale=True, workers=8):
     if not ids:
         raise core.OrthancValueError(f"get_volume: series {series_id} has no instances")
 
-    def fetch(conn, instance_id):
+    def fetch(conn, instance_id):  # in a worker: download, decode, read the geometry
         ds, pixels = _decoded(conn, instance_id, np)
-        return _frames_geometry(np, ds, instance_id), _rescaled(np, ds, pixels, rescale)
+        return (_frames_geometry(np, ds, instance_id), pixels) + _rescales(np, ds, pixels,
+                                                                           rescale)
 
     array, slices, filled = None, [], 0
-    for instance_id, (geometry, values) in _iter_files(conn, ids, workers, fetch):
-        if array is None:
-            array = np.empty((len(ids) * len(values),) + values.shape[1:], values.dtype)
-        elif values.shape[1:] != array.shape[1:]:
+    for instance_id, (geometry, pixels, rescales, dtype) in _iter_files(conn, ids, workers,
+                                                                          fetch):
+        count = len(pixels)
+        if array is None:  # allocated once, filled in place: no copy of the slices kept
+            array = np.empty((len(ids) * count,) + pixels.shape[1:], dtype)
+        elif pixels.shape[1:] != array.shape[1:]:
             raise core.OrthancValueError(
                 f"get_volume: series {series_id} mixes image sizes: instance {instance_id} is "
-                f"{_size(values.shape[1:])}, instance {slices[0][1]} {_size(array.shape[1:])}")
-        if values.dtype != array.dtype and np.result_type(array, values) != array.dtype:
-            array = array.astype(np.result_type(array, values))  # a slice needing floats
-        if filled + len(values) > len(array):
-            array = np.concatenate([array, np.empty((filled + len(values) - len(array),)
+                f"{_size(pixels.shape[1:])}, instance {slices[0][1]} {_size(array.shape[1:])}")
+        if np.result_type(array.dtype, dtype) != array.dtype:
+            array = array.astype(np.result_type(array.dtype, dtype))  # a slice needing more
+        if filled + count > len(array):
+            array = np.concatenate([array, np.empty((filled + count - len(array),)
                                                     + array.shape[1:], array.dtype)])
-        array[filled:filled + len(values)] = values
-        filled += len(values)
+        _fill(np, array[filled:filled + count], pixels, rescales)
+        filled += count
         slices.extend((frame, instance_id) for frame in geometry)
     if filled < len(array):
         array = array[:filled].copy()

@@ -1,11 +1,11 @@
 """Volume benchmark: a 200-slice 512x512 CT series as one numpy volume, three ways.
 
-    python tests/bench/bench_volume.py [--slices 200] [--tiers 1.10,1.13] [--repeat 3]
+    python tests/bench/bench_volume.py [--slices 200] [--tiers 1.10,1.13] [--repeat 5]
     python tests/bench/run_all.py --only volume
 
 For each Orthanc tier, starts its own server (tests/rig), stores one CT series (12-bit
 random pixels, RescaleIntercept -1024, InstanceNumbers shuffled), then builds the volume in
-a fresh process, ``--repeat`` times each (the median is shown):
+a fresh process, ``--repeat`` times each, interleaved (the median is shown):
 - ``orthanc_fn_helpers.get_volume`` (8 workers over the shared pool, a preallocated array);
 - the best raw loop: 8 threads of urllib3 ``GET /instances/{id}/file``, pydicom decode,
   sort by position along the slice normal, copy into one int16 array, rescale;
@@ -121,7 +121,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=200, help="slices (default 200)")
     parser.add_argument("--tiers", default="1.10,1.13", help="Orthanc tiers (default 1.10,1.13)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each (default 5)")
     args = parser.parse_args(argv)
     pythons = {"project": sys.executable, "others": compared_python()}
     rows, table = [], []
@@ -130,17 +130,19 @@ def main(argv=None):
             version = orthanc_fn.get_system(server.conn)["Version"]
             series_id = store_series(server.conn, args.slices)
             user, password = server.conn.auth
+            runs = {name: [] for name in CONTENDERS}
+            for _ in range(args.repeat):  # interleaved: a change of load hits every client
+                for name, (which, code) in CONTENDERS.items():
+                    runs[name].append(run_timed(pythons[which], code, server.url, user,
+                                                password, series_id).split())
             figures = {}
-            for name, (which, code) in CONTENDERS.items():
-                runs = [run_timed(pythons[which], code, server.url, user, password,
-                                  series_id).split() for _ in range(args.repeat)]
-                assert all(run[3:] == runs[0][3:] for run in runs), runs
-                seconds = statistics.median(float(run[0]) for run in runs)
-                growth = statistics.median(float(run[1]) for run in runs)
-                array_mb = float(runs[0][2])
-                figures[name] = (seconds, growth, array_mb, runs[0][3:])
-            answers = {figure[3][0] for figure in figures.values()}
-            assert len(answers) == 1 and answers == {str(args.slices)}, figures
+            for name, lines in runs.items():
+                assert all(line[3:] == lines[0][3:] for line in lines), lines
+                figures[name] = (statistics.median(float(line[0]) for line in lines),
+                                 statistics.median(float(line[1]) for line in lines),
+                                 float(lines[0][2]), lines[0][3:])
+            answers = {tuple(figure[3]) for figure in figures.values()}  # slices, first voxel
+            assert len(answers) == 1 and answers.pop()[0] == str(args.slices), figures
             ours = figures["orthanc_fn"]
             for name, (seconds, growth, array_mb, _) in figures.items():
                 table.append([f"Orthanc {version}", name, f"{seconds:.2f}",
