@@ -114,7 +114,8 @@ _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTA
 # in /modalities/{id}/move 1.11.1; labels 1.12.0;
 # /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
 # back-end that has them: the default SQLite one does); DELETE /jobs/{id} 1.12.2; "KeepLabels"
-# in modifications 1.12.3; a job's "UserData" 1.12.9 (1.12.7 drops it silently).
+# in modifications 1.12.3; a job's "UserData" 1.12.9 (1.12.7 drops it silently);
+# /instances/{id}/file?transcode= 1.12.2 (1.10 ignores it: a modification answers instead).
 FEATURES = {
     "labels": (1, 12, 0),
     "requested_tags": (1, 11, 0),
@@ -129,6 +130,7 @@ FEATURES = {
     "delete_job": (1, 12, 2),
     "job_user_data": (1, 12, 9),
     "keep_labels": (1, 12, 3),
+    "transcode_file": (1, 12, 2),
 }
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
@@ -1812,12 +1814,34 @@ def _unzip_files(files, folder):
 
 # ==== Download ====
 
-def get_file(conn, instance_id):
+def get_file(conn, instance_id, *, transcode=None):
     """Return the DICOM file of an instance as bytes.
 
-    Orthanc: GET /instances/{id}/file.
+    ``transcode``: a transfer syntax UID (``"1.2.840.10008.1.2.1"`` explicit little endian,
+    ``"1.2.840.10008.1.2.4.70"`` lossless JPEG...): the file re-encoded by Orthanc, nothing
+    stored (JPEG 2000 needs the GDCM plugin). Orthanc: GET /instances/{id}/file
+    (``?transcode=`` from 1.12.2; on older servers POST /instances/{id}/modify with
+    ``Transcode`` and the UIDs kept, which answers the file without storing it).
     """
-    return _get(conn, f"/instances/{_segment(instance_id)}/file", raw=True)
+    method, path, options = _file_route(conn, instance_id, transcode)
+    return _request(conn, method, path, raw=True, **options)
+
+
+def _file_route(conn, instance_id, transcode, has_query=None):
+    """``(method, path, options)`` of the request for an instance's file, maybe re-encoded.
+
+    ``has_query``: whether the server has ``?transcode=`` (asked when None).
+    """
+    path = f"/instances/{_segment(instance_id)}"
+    if transcode is None:
+        return "GET", path + "/file", {}
+    if has_query is None:
+        has_query = get_version(conn) >= FEATURES["transcode_file"]
+    if has_query:
+        return "GET", path + "/file", {"query": {"transcode": str(transcode)}}
+    keep = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    return "POST", path + "/modify", {
+        "json_body": {"Transcode": str(transcode), "Keep": keep, "Force": True}}
 
 
 def _save(conn, method, path, dest, progress=None, *, zip_file=False, **options):
@@ -1869,43 +1893,59 @@ def _is_whole_zip(path):
         return False
 
 
-def download_file(conn, instance_id, path, *, progress=None):
+def download_file(conn, instance_id, path, *, progress=None, transcode=None):
     """Save the DICOM file of an instance to ``path``, streamed; return ``path``.
 
-    Orthanc: GET /instances/{id}/file. A failed download leaves no partial file.
+    ``transcode`` as in ``get_file``. Orthanc: GET /instances/{id}/file. A failed download
+    leaves no partial file.
     """
-    return _save(conn, "GET", f"/instances/{_segment(instance_id)}/file", path, progress)
+    method, route, options = _file_route(conn, instance_id, transcode)
+    return _save(conn, method, route, path, progress, **options)
 
 
-def download_archive(conn, level, orthanc_id, path, progress=None):
+def download_archive(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save the ZIP of a resource to ``path``, streamed in constant memory; return ``path``.
 
     Orthanc: GET /{level}/{id}/archive (an instance: POST /tools/create-archive).
     ``progress(done_bytes, total_bytes_or_None)``. A failed download leaves no partial file.
+    ``transcode``: every file of the ZIP re-encoded to this transfer syntax (see
+    ``get_file``), nothing stored.
     """
-    return _save_zip(conn, "archive", level, orthanc_id, path, progress)
+    return _save_zip(conn, "archive", level, orthanc_id, path, progress, transcode)
 
 
-def _save_zip(conn, kind, level, orthanc_id, path, progress):
+def _save_zip(conn, kind, level, orthanc_id, path, progress, transcode):
     """Stream a resource's ``archive`` or ``media`` ZIP to ``path`` (see ``_save``)."""
     level = _level(level)
     if level == INSTANCES:
-        return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=300,
-                     zip_file=True,
-                     json_body={"Resources": [_segment(orthanc_id)], "Synchronous": True})
+        return _save_zip_of(conn, kind, [_segment(orthanc_id)], path, progress, transcode)
+    query = None if transcode is None else {"transcode": str(transcode)}
     return _save(conn, "GET", f"/{level}/{_segment(orthanc_id)}/{kind}", path, progress,
-                 timeout=300, zip_file=True)
+                 query=query, timeout=300, zip_file=True)
+
+
+def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=300):
+    """Stream the ``archive`` or ``media`` ZIP of resources of any levels to ``path``.
+
+    Orthanc: POST /tools/create-{kind} (synchronous, streamed since 1.9.4).
+    """
+    body = {"Resources": list(orthanc_ids), "Synchronous": True}
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=timeout,
+                 zip_file=True, json_body=body)
 
 
 _DOWNLOAD_WORKERS = 8  # parallel downloads over the shared pool (32 sockets)
 
 
-def download_instances(conn, orthanc_ids, folder, *, workers=None):
+def download_instances(conn, orthanc_ids, folder, *, workers=None, transcode=None):
     """Save each instance as ``folder/{id}.dcm``, in parallel; return ``[(id, path)]``.
 
     ``folder`` is created if needed. ``workers`` parallel downloads (default 8), each
     streamed like ``download_file``; the first error is raised once the downloads in flight
-    end, and no partial file is left. Orthanc: GET /instances/{id}/file, one per instance.
+    end, and no partial file is left. ``transcode`` as in ``get_file`` (the server's version
+    is asked once). Orthanc: GET /instances/{id}/file, one per instance.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1913,19 +1953,25 @@ def download_instances(conn, orthanc_ids, folder, *, workers=None):
     os.makedirs(folder, exist_ok=True)
     ids = _as_list(orthanc_ids)
     paths = [os.path.join(folder, _segment(orthanc_id) + ".dcm") for orthanc_id in ids]
+    has_query = transcode is not None and get_version(conn) >= FEATURES["transcode_file"]
+
+    def save(orthanc_id, path):
+        method, route, options = _file_route(conn, orthanc_id, transcode, has_query)
+        return _save(conn, method, route, path, **options)
+
     with ThreadPoolExecutor(max(1, int(workers or _DOWNLOAD_WORKERS)),
                             thread_name_prefix="orthanc_fn-download") as pool:
-        saved = list(pool.map(lambda pair: download_file(conn, *pair), zip(ids, paths)))
+        saved = list(pool.map(save, ids, paths))
     return list(zip(ids, saved))
 
 
-def download_media(conn, level, orthanc_id, path, progress=None):
+def download_media(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save a resource as a ZIP with a DICOMDIR (DICOM media), streamed; return ``path``.
 
-    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress and
-    partial files as in ``download_archive``.
+    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress,
+    partial files and ``transcode`` as in ``download_archive``.
     """
-    return _save_zip(conn, "media", level, orthanc_id, path, progress)
+    return _save_zip(conn, "media", level, orthanc_id, path, progress, transcode)
 
 
 # ==== Find and statistics ====
@@ -2974,17 +3020,17 @@ def delete_instances_set(conn, s):
               {"Resources": list(s.instances_ids)}, timeout=600)
 
 
-def download_instances_set(conn, s, path, *, progress=None):
+def download_instances_set(conn, s, path, *, progress=None, transcode=None, media=False):
     """Save the instances of ``s`` as one ZIP archive at ``path``, streamed; return ``path``.
 
-    Progress and partial files as in ``download_archive``.
-    Orthanc: POST /tools/create-archive (synchronous, streamed since 1.9.4).
+    With ``media``, a ZIP with a DICOMDIR (as ``download_media``). Progress, partial files
+    and ``transcode`` as in ``download_archive``.
+    Orthanc: POST /tools/create-archive or /tools/create-media (synchronous, streamed).
     """
     if not s:
         raise OrthancValueError("download_instances_set: the set has no instance")
-    return _save(conn, "POST", "/tools/create-archive", path, progress, timeout=600,
-                 zip_file=True,
-                 json_body={"Resources": list(s.instances_ids), "Synchronous": True})
+    return _save_zip_of(conn, "media" if media else "archive", s.instances_ids, path,
+                        progress, transcode, timeout=600)
 
 
 def _instances_set_of(study_id, instances):
