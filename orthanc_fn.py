@@ -996,14 +996,23 @@ def get_resource_statistics(conn, level, orthanc_id):
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/statistics")
 
 
-def _protected_path(patient_id):
-    return f"/patients/{_segment(patient_id)}/protected"
+def _protection(conn, method, patient_id, **options):
+    """Read or write ``/patients/{id}/protected``; an unknown patient raises ``NotFound``
+    (Orthanc 1.10 answers 400 "Parameter out of range" for it, newer ones 404)."""
+    path = f"/patients/{_segment(patient_id)}/protected"
+    try:
+        return _request(conn, method, path, **options)
+    except HttpError as exc:
+        if exc.status != 400 or exists(conn, PATIENTS, patient_id):
+            raise
+        raise NotFound(f"{exc} (no patient {patient_id} on {conn.url})",
+                       **dict(vars(exc), status=404)) from exc
 
 
 def is_protected(conn, patient_id):
     """Tell whether a patient is protected from recycling (``MaximumStorageSize`` and
     ``MaximumPatientCount`` never delete it).  Orthanc: GET /patients/{id}/protected."""
-    return _get(conn, _protected_path(patient_id), raw=True).strip() == b"1"
+    return _protection(conn, "GET", patient_id, raw=True).strip() == b"1"
 
 
 def set_protected(conn, patient_id, protected=True):
@@ -1011,8 +1020,8 @@ def set_protected(conn, patient_id, protected=True):
 
     Orthanc: PUT /patients/{id}/protected with ``1`` or ``0``.
     """
-    _put(conn, _protected_path(patient_id), body=b"1" if protected else b"0",
-         headers={"Content-Type": "text/plain"})
+    _protection(conn, "PUT", patient_id, body=b"1" if protected else b"0",
+                headers={"Content-Type": "text/plain"})
 
 
 def reconstruct(conn, level, orthanc_id):
