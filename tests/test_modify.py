@@ -506,3 +506,14 @@ def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112(
     assert len(result.studies) == 1 and not o.exists(conn_112, o.STUDIES, study_id)
     info = o.get_info(conn_112, o.STUDIES, result.studies[0])
     assert info["MainDicomTags"]["StudyDescription"] == "x"
+
+
+def test_modify_keeping_every_uid_with_transcode_re_encodes_the_study_in_place(conn_a):
+    """Server A has OverwriteInstances: the same study and instance ids come back."""
+    study_id, instance_ids = _upload_study(conn_a, series=1, instances=2)
+    new_id = o.modify(conn_a, o.STUDIES, study_id, force=True, transcode=LOSSLESS_JPEG,
+                      keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+    assert new_id == study_id
+    assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == \
+        sorted(instance_ids)
+    assert _transfer_syntaxes(conn_a, o.STUDIES, study_id) == {LOSSLESS_JPEG}
