@@ -273,3 +273,36 @@ def test_delete_job_removes_a_finished_job_from_the_history(conn_113):
 def test_delete_job_raises_not_found_for_an_unknown_job(conn_113):
     with pytest.raises(o.NotFound):
         o.delete_job(conn_113, "no-such-job")
+
+
+STARTERS = {
+    "modify_as_job": lambda c, study: o.modify_as_job(
+        c, o.STUDIES, study, replace_tags={"PatientName": "S"}, delete_original=False, **JOB),
+    "anonymize_as_job": lambda c, study: o.anonymize_as_job(c, o.STUDIES, study, **JOB),
+    "modify_bulk_as_job": lambda c, study: o.modify_bulk_as_job(
+        c, o.STUDIES, [study], replace_tags={"PatientName": "B"}, delete_original=False,
+        **JOB),
+    "anonymize_bulk_as_job": lambda c, study: o.anonymize_bulk_as_job(
+        c, o.STUDIES, [study], **JOB),
+    "modality_send_as_job": lambda c, study: o.modality_send_as_job(c, "nowhere", study, **JOB),
+    "peer_send_as_job": lambda c, study: o.peer_send_as_job(c, "nowhere", study, **JOB),
+}
+JOB = {"priority": 6, "user_data": {"started by": "a test"}}
+
+
+@pytest.mark.v113
+@pytest.mark.parametrize("starter", sorted(STARTERS))
+def test_every_job_starter_gives_its_job_the_priority_and_user_data(conn_113, starter):
+    nowhere = orthanc_rig.free_port()
+    o.configure_modality(conn_113, "nowhere", "NOWHERE", "127.0.0.1", nowhere)
+    o.configure_peer(conn_113, "nowhere", f"http://127.0.0.1:{nowhere}/")
+    job = o.get_job(conn_113, STARTERS[starter](conn_113, _study_on(conn_113)))
+    assert job["Priority"] == 6 and job["UserData"] == {"started by": "a test"}
+
+
+@pytest.mark.v112
+def test_delete_job_removes_a_finished_job_on_1_12_7_too(conn_112):
+    job_id = o.anonymize_as_job(conn_112, o.STUDIES, _study_on(conn_112))
+    o.wait_job(conn_112, job_id, timeout=30)
+    o.delete_job(conn_112, job_id)
+    assert job_id not in o.get_jobs(conn_112)
