@@ -966,15 +966,21 @@ def delete_job(conn, job_id):
     """Remove a finished job from the server's history.
 
     Orthanc: DELETE /jobs/{id} (>= 1.12.2; older servers raise ``UnsupportedByServer``).
-    An unknown job raises ``NotFound``; Orthanc refuses to delete a job still pending or
-    running (``HttpError``: cancel it first).
+    An unknown job raises ``NotFound``, and so does a job not finished yet (Orthanc looks
+    only in the history): the message then says its state (cancel it first).
     """
     try:
         _delete(conn, f"/jobs/{_segment(job_id, 'job id')}")
     except HttpError as exc:
-        if exc.status in (404, 405):  # 1.10 answers 405: the route has no DELETE
-            _require(conn, "delete_job")
-        raise
+        if exc.status not in (404, 405):
+            raise
+        _require(conn, "delete_job")  # 1.10 answers 405: the route has no DELETE
+        try:
+            state = get_job(conn, job_id)["State"]
+        except NotFound:
+            raise exc from None
+        raise _restated(exc, f"{exc} (job {job_id} is {state}: Orthanc deletes only finished "
+                             "jobs; cancel_job it first)") from exc
 
 
 # ==== Resources ====

@@ -306,3 +306,20 @@ def test_delete_job_removes_a_finished_job_on_1_12_7_too(conn_112):
     o.wait_job(conn_112, job_id, timeout=30)
     o.delete_job(conn_112, job_id)
     assert job_id not in o.get_jobs(conn_112)
+
+
+@pytest.mark.v113
+def test_delete_job_of_a_running_job_raises_not_found_saying_it_is_not_finished(conn_113):
+    listener = socket.socket()  # a black hole: the C-STORE job runs until its DICOM timeout
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    try:
+        o.configure_modality(conn_113, "hole", "HOLE", "127.0.0.1", listener.getsockname()[1])
+        job_id = o.modality_send_as_job(conn_113, "hole", _study_on(conn_113))
+        assert h.wait_until(lambda: o.get_job(conn_113, job_id)["State"] == "Running", 10)
+        with pytest.raises(o.NotFound) as info:
+            o.delete_job(conn_113, job_id)
+        assert f"job {job_id} is Running" in str(info.value)
+        o.cancel_job(conn_113, job_id)
+    finally:
+        listener.close()
