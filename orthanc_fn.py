@@ -628,9 +628,10 @@ def rest_get(conn, path, *, query=None, timeout=None, raw=False):
     ...
     orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'https://example.org/'
     """
-    if query and "?" in _route(path):
+    path = _route(path)
+    if query and "?" in path:
         raise OrthancValueError(f"put the URL arguments in path or in query=, not both: {path!r}")
-    return _get(conn, _route(path), query, timeout=timeout, raw=raw)
+    return _get(conn, path, query, timeout=timeout, raw=raw)
 
 
 def rest_post(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
