@@ -259,14 +259,16 @@ def test_a_job_waiting_function_passes_user_data_to_its_job(conn_113):
     assert jobs[0]["Content"]["ID"] == new_id and jobs[0]["Priority"] == 2
 
 
-@pytest.mark.v113
-def test_delete_job_removes_a_finished_job_from_the_history(conn_113):
-    job_id = o.anonymize_as_job(conn_113, o.STUDIES, _study_on(conn_113))
-    o.wait_job(conn_113, job_id, timeout=30)
-    o.delete_job(conn_113, job_id)
-    assert job_id not in o.get_jobs(conn_113)
+@pytest.mark.parametrize("tier", [pytest.param("conn_112", marks=pytest.mark.v112),
+                                  pytest.param("conn_113", marks=pytest.mark.v113)])
+def test_delete_job_removes_a_finished_job_from_the_history(request, tier):
+    conn = request.getfixturevalue(tier)
+    job_id = o.anonymize_as_job(conn, o.STUDIES, _study_on(conn))
+    o.wait_job(conn, job_id, timeout=30)
+    o.delete_job(conn, job_id)
+    assert job_id not in o.get_jobs(conn)
     with pytest.raises(o.NotFound):
-        o.get_job(conn_113, job_id)
+        o.get_job(conn, job_id)
 
 
 @pytest.mark.v113
@@ -298,14 +300,6 @@ def test_every_job_starter_gives_its_job_the_priority_and_user_data(conn_113, st
     o.configure_peer(conn_113, "nowhere", f"http://127.0.0.1:{nowhere}/")
     job = o.get_job(conn_113, STARTERS[starter](conn_113, _study_on(conn_113)))
     assert job["Priority"] == 6 and job["UserData"] == {"started by": "a test"}
-
-
-@pytest.mark.v112
-def test_delete_job_removes_a_finished_job_on_1_12_7_too(conn_112):
-    job_id = o.anonymize_as_job(conn_112, o.STUDIES, _study_on(conn_112))
-    o.wait_job(conn_112, job_id, timeout=30)
-    o.delete_job(conn_112, job_id)
-    assert job_id not in o.get_jobs(conn_112)
 
 
 @pytest.mark.v113
