@@ -62,10 +62,11 @@ __all__ = [
     "delete_job",
     # Modalities, peers, transfers
     "modality_echo", "modality_query", "modality_query_studies", "modality_retrieve",
-    "modality_retrieve_study", "modality_retrieve_as_job", "modality_send", "modality_send_as_job", "get_modalities",
-    "configure_modality", "delete_modality", "modality_find_worklist", "peer_send",
-    "peer_send_as_job", "get_peers", "configure_peer", "delete_peer", "transfers_send",
-    "transfers_send_as_job", "get_transfers_peers", "dicomweb_send", "dicomweb_send_as_job", "dicomweb_retrieve",
+    "modality_retrieve_study", "modality_retrieve_as_job", "modality_send",
+    "modality_send_as_job", "get_modalities", "configure_modality", "delete_modality",
+    "modality_find_worklist", "peer_send", "peer_send_as_job", "get_peers", "configure_peer",
+    "delete_peer", "transfers_send", "transfers_send_as_job", "get_transfers_peers",
+    "dicomweb_send", "dicomweb_send_as_job", "dicomweb_retrieve",
     # InstancesSet
     "InstancesSet", "instances_set_from_study", "instances_set_from_series",
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
@@ -2632,10 +2633,10 @@ def _retrieve_identifiers(level, dicom_ids):
     [{'StudyInstanceUID': '1.2'}, {'StudyInstanceUID': '1.3'}]
     >>> _retrieve_identifiers(SERIES, ("1.2", "1.2.3"))
     [{'StudyInstanceUID': '1.2', 'SeriesInstanceUID': '1.2.3'}]
-    >>> _retrieve_identifiers(SERIES, "1.2.3")
+    >>> _retrieve_identifiers(SERIES, "1.2.3")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    orthanc_fn.OrthancValueError: C-MOVE/C-GET identifier '1.2.3' at level series lacks StudyInstanceUID: below the study, pass a (study_uid, series_uid[, sop_uid]) tuple or a dict of UIDs
+    orthanc_fn.OrthancValueError: C-MOVE/C-GET identifier '1.2.3' at level series lacks ...
     """
     keys = _RETRIEVE_KEYS[level]
     single = isinstance(dicom_ids, (str, Mapping)) or (

@@ -13,7 +13,6 @@ Every peer listens on a free loopback port and is stopped at the end (``with`` o
 """
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import io
 import os
@@ -57,9 +56,13 @@ def worklist_dataset(patient_name, accession, station_aet, *, modality="CT",
     ds.SpecificCharacterSet = charset
     ds.PatientName, ds.PatientID, ds.AccessionNumber = patient_name, "P" + accession, accession
     ds.StudyInstanceUID = generate_uid()
-    step = Dataset()
+    ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName = "19700101", "O", ""
+    ds.RequestedProcedureID, ds.RequestedProcedureDescription = "RP" + accession, "TEST"
+    step = Dataset()  # what wlmscpfs requires of a complete item, no less
     step.Modality, step.ScheduledStationAETitle = modality, station_aet
-    step.ScheduledProcedureStepStartDate = date
+    step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime = date, "080000"
+    step.ScheduledProcedureStepID, step.ScheduledProcedureStepDescription = "SPS1", "TEST"
+    step.ScheduledPerformingPhysicianName = ""
     ds.ScheduledProcedureStepSequence = [step]
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = _WORKLIST
@@ -91,7 +94,10 @@ def _matches_value(value, wanted, vr):
 
 def _matches(ds, query):
     for element in query:
-        if element.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+        # Orthanc 1.10 puts MediaStorageSOPInstanceUID (group 0002) in an IMAGE-level C-MOVE
+        # identifier: a PACS ignores the file meta group, so do we
+        if element.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet") \
+                or element.tag.group == 0x0002:
             continue
         if element.VR == "SQ":
             if not element.value:
@@ -288,6 +294,7 @@ class DcmtkPeer:
     def wlmscpfs(cls, folder, aet="WLMSCPFS"):
         """``wlmscpfs``: answers worklist queries from the ``.wl`` files of ``folder/aet``."""
         os.makedirs(os.path.join(folder, aet), exist_ok=True)
+        open(os.path.join(folder, aet, "lockfile"), "w").close()  # wlmscpfs needs one
         port = free_port()
         peer = cls(["wlmscpfs", "--data-files-path", str(folder), str(port)], port, str(folder))
         peer.aet = aet
@@ -317,6 +324,3 @@ class DcmtkPeer:
     def __exit__(self, *exc):
         self.stop()
 
-
-def today():
-    return datetime.date.today().strftime("%Y%m%d")
