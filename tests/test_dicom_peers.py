@@ -168,12 +168,19 @@ def test_query_keeps_a_latin1_name_under_orthancs_default_encoding(conn_a, peer)
 def test_query_loses_a_name_outside_latin1_under_orthancs_default_encoding(conn_a, peer):
     # Orthanc re-encodes C-FIND answers to its DefaultEncoding (Latin1): Greek is dropped
     marker = _name("GREEK")
-    scp = peer(_archive("ΩΜΕΓΑ^ΔΕΛΤΑ", SpecificCharacterSet="ISO_IR 192", StudyID="7",
+    scp = peer(_archive("ΩΜΕΓΑ^ΔΕΛΤΑ", SpecificCharacterSet="ISO_IR 192",
                         AccessionNumber=marker[-8:]))
     answers = o.modality_query_studies(conn_a, scp.name,
                                        {"AccessionNumber": marker[-8:], "PatientName": ""})
     assert len(answers) == 1
-    assert answers[0]["tags"]["PatientName"] != "ΩΜΕΓΑ^ΔΕΛΤΑ"
+    assert answers[0]["tags"]["PatientName"] == "^"  # what 1.10.1 and 1.13.0 answer
+
+
+def test_query_for_a_name_outside_latin1_matches_nothing_under_orthancs_default_encoding(
+        conn_a, peer):
+    scp = peer(_archive("ΩΜΕΓΑ^ΔΕΛΤΑ", SpecificCharacterSet="ISO_IR 192"))
+    assert o.modality_query_studies(conn_a, scp.name, {"PatientName": "ΩΜΕΓΑ^ΔΕΛΤΑ"}) == []
+    assert scp.requests == ["C-FIND"]  # the peer was asked, with a name it cannot match
 
 
 def test_query_keeps_any_name_on_a_server_with_default_encoding_utf8(make_server, peer):
