@@ -182,8 +182,8 @@ class PynetdicomPeer:
         self._server = ae.start_server(("127.0.0.1", self.port), block=False,
                                        evt_handlers=handlers)
 
-    # a hung peer blocks in every handler until stop()
-    def _hang(self, service):
+    def _hangs(self, service):
+        """Note the request; a hung peer then blocks until stop() and answers True."""
         self.requests.append(service)
         if self.behaviour == "hang":
             self._stopped.wait(600)
@@ -191,7 +191,7 @@ class PynetdicomPeer:
         return False
 
     def _on_echo(self, event):
-        return _SERVICE_FAILED if self._hang("C-ECHO") else 0x0000
+        return _SERVICE_FAILED if self._hangs("C-ECHO") else 0x0000
 
     def _match(self, query):
         level = str(query.get("QueryRetrieveLevel", "STUDY"))
@@ -203,7 +203,7 @@ class PynetdicomPeer:
         return list(seen.values())
 
     def _on_find(self, event):
-        if self._hang("C-FIND"):
+        if self._hangs("C-FIND"):
             yield _SERVICE_FAILED, None
             return
         query = event.identifier
@@ -220,11 +220,10 @@ class PynetdicomPeer:
 
     def _instances(self, query):
         """Every archived instance under the identifier (whatever its level)."""
-        instances = [ds for ds in self.datasets if _matches(ds, query)]
-        return instances
+        return [ds for ds in self.datasets if _matches(ds, query)]
 
     def _on_move(self, event):
-        if self._hang("C-MOVE"):
+        if self._hangs("C-MOVE"):
             yield None, None
             return
         destination = event.move_destination
@@ -240,7 +239,7 @@ class PynetdicomPeer:
             yield 0xFF00, ds
 
     def _on_get(self, event):
-        if self._hang("C-GET"):
+        if self._hangs("C-GET"):
             yield 0
             return
         instances = self._instances(event.identifier)
@@ -249,7 +248,7 @@ class PynetdicomPeer:
             yield 0xFF00, ds
 
     def _on_store(self, event):
-        if self._hang("C-STORE"):
+        if self._hangs("C-STORE"):
             return _SERVICE_FAILED
         ds = event.dataset
         ds.file_meta = event.file_meta
