@@ -119,6 +119,16 @@ def test_query_studies_on_a_peer_matches_a_wildcard(conn_a, peer):
     assert {a["tags"]["PatientName"] for a in answers} == {prefix + "^ONE", prefix + "^TWO"}
 
 
+def test_query_patients_on_a_peer_returns_one_answer_per_patient(conn_a, peer):
+    prefix = "PAT" + uuid.uuid4().hex[:6].upper()
+    one = _archive(prefix + "^ONE", series=1, instances=2)
+    scp = peer(one + _archive(prefix + "^TWO", series=1, instances=1))
+    answers = o.modality_query(conn_a, scp.name, o.PATIENTS, {"PatientName": prefix + "?*"})
+    assert sorted(a["tags"]["PatientName"] for a in answers) == [prefix + "^ONE", prefix + "^TWO"]
+    assert str(one[0].PatientID) in {a["dicom_id"] for a in answers}
+    assert scp.queries[-1].QueryRetrieveLevel == "PATIENT"
+
+
 def test_query_studies_on_a_peer_matches_a_date_range(conn_a, peer):
     name = _name("DATES")
     old, new = _archive(name, StudyDate="20200115"), _archive(name, StudyDate="20250601")
@@ -286,6 +296,14 @@ def test_retrieve_from_a_peer_that_never_answers_raises_orthancs_error(conn_a, p
     assert watch.seconds < 15
 
 
+def test_retrieve_from_a_peer_that_rejects_the_association_raises_orthancs_error(conn_a, peer):
+    scp = peer(behaviour="reject")
+    with watchdog("C-MOVE, rejected association"):
+        with pytest.raises(o.HttpError) as info:
+            o.modality_retrieve(conn_a, scp.name, o.STUDIES, "1.2.3.4", timeout=15)
+    assert info.value.orthanc["OrthancStatus"] == 9 and "Rejected" in str(info.value)
+
+
 # ---- C-GET (Orthanc >= 1.12.6)
 
 @pytest.mark.v112
@@ -296,6 +314,32 @@ def test_retrieve_study_by_c_get_from_a_peer_stores_it_on_orthanc_112(conn_112, 
                                          method="C-GET", timeout=60)
     assert len(o.get_children_ids(conn_112, o.STUDIES, study_id, o.INSTANCES)) == len(study)
     assert scp.requests == ["C-GET"]
+
+
+@pytest.mark.v113
+def test_c_get_from_a_peer_that_never_answers_fails_with_orthancs_error_on_orthanc_113(
+        conn_113, peer):
+    scp = peer(behaviour="hang", conn=conn_113)
+    with watchdog("C-GET job on Orthanc 1.13, hung peer, timeout=15") as watch:
+        with pytest.raises(o.JobFailed) as info:
+            o.modality_retrieve(conn_113, scp.name, o.STUDIES, "1.2.3.4", method="C-GET",
+                                timeout=15)
+    assert info.value.job["Type"] == "DicomGetScu" and "C-GET" in str(info.value)
+    assert scp.requests == ["C-GET"]
+    assert watch.seconds < 15
+
+
+@pytest.mark.v112
+def test_c_get_of_a_study_from_a_hung_peer_on_orthanc_112_raises_not_found(conn_112, peer):
+    # Orthanc 1.12.7 ends this C-GET job in Success (1.13 fails it): the study's absence shows
+    scp = peer(behaviour="hang", conn=conn_112)
+    with watchdog("C-GET of a study on Orthanc 1.12, hung peer, timeout=15") as watch:
+        with pytest.raises(o.NotFound) as info:
+            o.modality_retrieve_study(conn_112, scp.name, "1.2.3.4", method="C-GET",
+                                      timeout=15)
+    assert "C-GET of study 1.2.3.4" in str(info.value)
+    assert scp.requests == ["C-GET"]
+    assert watch.seconds < 15
 
 
 @pytest.fixture
@@ -375,6 +419,15 @@ def test_modality_send_to_a_pynetdicom_peer_delivers_every_instance(empty_a, pee
     assert content["InstancesCount"] == len(ids) and content["FailedInstancesCount"] == 0
     sent = {o.get_simplified_tags(empty_a, i)["SOPInstanceUID"] for i in ids}
     assert {str(ds.SOPInstanceUID) for ds in scp.stored} == sent
+
+
+def test_modality_send_to_a_peer_that_rejects_the_association_raises_job_failed(conn_a, peer):
+    study_id, _, _ = _upload_study(conn_a, series=1, instances=1)
+    scp = peer(behaviour="reject")
+    with watchdog("C-STORE, rejected association"):
+        with pytest.raises(o.JobFailed) as info:
+            o.modality_send(conn_a, scp.name, study_id, timeout=60)
+    assert "Rejected" in str(info.value)
 
 
 def test_modality_send_to_dcmtk_storescp_writes_every_instance(empty_a, tmp_path):
