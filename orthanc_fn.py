@@ -2665,19 +2665,23 @@ def _retrieve_identifiers(level, dicom_ids):
 
 
 def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, timeout):
-    """Check a retrieve's arguments (and the server for C-GET); return ``(path, body)``."""
+    """Check a retrieve's arguments (and the server for C-GET).
+
+    Returns ``(path, body, read timeout)`` for ``_dicom_timeouts(timeout, 600)``.
+    """
     level = _level(level)
     if method not in _RETRIEVE_ROUTES:
         raise OrthancValueError(f"method must be 'C-MOVE' or 'C-GET', got {method!r}")
     if method == "C-GET" and target_aet is not None:
         raise OrthancValueError("C-GET retrieves into this Orthanc only: no target_aet")
+    dicom, read = _dicom_timeouts(timeout, 600)
     body = {"Level": _ORTHANC_LEVEL[level], "Resources": _retrieve_identifiers(level, dicom_ids),
-            "Timeout": _dicom_timeouts(timeout, 600)[0]}
+            "Timeout": dicom}
     if target_aet is not None:
         body["TargetAet"] = target_aet
     if method == "C-GET":
         _require(conn, "c_get")
-    return _modality_path(modality, _RETRIEVE_ROUTES[method]), body
+    return _modality_path(modality, _RETRIEVE_ROUTES[method]), body, read
 
 
 def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, *,
@@ -2689,7 +2693,8 @@ def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, 
     report it). Orthanc: POST /modalities/{name}/move (asynchronous: 1.11.1) or
     /modalities/{name}/get (1.12.6).
     """
-    path, body = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, None)
+    path, body, _ = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                      None)
     if method == "C-MOVE":
         _require(conn, "asynchronous_move")
     return _start_job(conn, path, body)
@@ -2709,15 +2714,16 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
     association, with no need for the remote to know this Orthanc. From Orthanc 1.11.1 the
     retrieve runs as a job waited for at most ``timeout`` s (None: one hour); a C-MOVE on
     older servers is one synchronous call whose read timeout is ``timeout`` (default 600 s).
-    A failed retrieve raises ``JobFailed`` or ``HttpError`` carrying Orthanc's details.
-    Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
+    A failed retrieve raises ``JobFailed`` or ``HttpError`` carrying Orthanc's details
+    (but Orthanc 1.12.7 ends a C-GET from a remote that never answers in success, as if
+    nothing matched). Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
     """
-    path, body = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
-                                   timeout)
+    path, body, read = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                         timeout)
     if method == "C-GET" or get_version(conn) >= FEATURES["asynchronous_move"]:
         _run_job(conn, path, body, timeout=timeout)
     else:
-        _post(conn, path, body, timeout=_dicom_timeouts(timeout, 600)[1])
+        _post(conn, path, body, timeout=read)
 
 
 def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE"):
