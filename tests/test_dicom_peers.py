@@ -332,14 +332,15 @@ def test_c_get_from_a_peer_that_never_answers_fails_with_orthancs_error_on_ortha
 
 
 @pytest.mark.v112
-def test_c_get_of_a_study_from_a_hung_peer_on_orthanc_112_raises_not_found(conn_112, peer):
+def test_c_get_of_a_study_from_a_hung_peer_on_orthanc_112_raises_that_it_did_not_arrive(
+        conn_112, peer):
     # Orthanc 1.12.7 ends this C-GET job in Success (1.13 fails it): the study's absence shows
     scp = peer(behaviour="hang", conn=conn_112)
     with watchdog("C-GET of a study on Orthanc 1.12, hung peer, timeout=9") as watch:
-        with pytest.raises(o.NotFound) as info:
+        with pytest.raises(o.OrthancError) as info:
             o.modality_retrieve_study(conn_112, scp.name, "1.2.3.4", method="C-GET",
                                       timeout=9)
-    assert "C-GET of study 1.2.3.4" in str(info.value)
+    assert type(info.value) is o.OrthancError and "C-GET of study 1.2.3.4" in str(info.value)
     assert scp.requests == ["C-GET"]
     assert watch.seconds < 9
 
@@ -358,42 +359,38 @@ def v112_and_v113(server_112, server_113):
     o.delete_modality(server_113.conn, "v112")
 
 
-def _upload_study(conn, series=2, instances=2):
-    files = h.generate_test_study(series=series, instances=instances,
-                                  tags={"PatientName": _name("GET")})
-    ids = sorted(o.upload(conn, f)[0] for f in files)
-    study_id = o.get_parent_id(conn, o.INSTANCES, ids[0], o.STUDIES)
-    return study_id, o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"], ids
+@pytest.mark.v112
+@pytest.mark.v113
+def test_c_get_between_orthanc_112_and_113_keeps_the_instance_ids(v112_and_v113, upload_study):
+    conn_112, conn_113 = v112_and_v113
+    study = upload_study(conn_113, series=2, instances=2)
+    assert o.modality_retrieve_study(conn_112, "v113", study.uid, method="C-GET",
+                                     timeout=60) == study.id
+    assert sorted(o.get_children_ids(conn_112, o.STUDIES, study.id, o.INSTANCES)) == \
+        sorted(study.instances_ids)
 
 
 @pytest.mark.v112
 @pytest.mark.v113
-def test_c_get_between_orthanc_112_and_113_keeps_the_instance_ids(v112_and_v113):
+def test_c_get_as_job_on_orthanc_113_lists_the_received_instance_ids(v112_and_v113,
+                                                                    upload_study):
     conn_112, conn_113 = v112_and_v113
-    study_id, uid, ids = _upload_study(conn_113)
-    assert o.modality_retrieve_study(conn_112, "v113", uid, method="C-GET", timeout=60) == study_id
-    assert sorted(o.get_children_ids(conn_112, o.STUDIES, study_id, o.INSTANCES)) == ids
-
-
-@pytest.mark.v112
-@pytest.mark.v113
-def test_c_get_as_job_on_orthanc_113_lists_the_received_instance_ids(v112_and_v113):
-    conn_112, conn_113 = v112_and_v113
-    _, uid, ids = _upload_study(conn_112)
-    job_id = o.modality_retrieve_as_job(conn_113, "v112", o.STUDIES, uid, method="C-GET")
+    study = upload_study(conn_112, series=2, instances=2)
+    job_id = o.modality_retrieve_as_job(conn_113, "v112", o.STUDIES, study.uid, method="C-GET")
     job = o.wait_job(conn_113, job_id, timeout=60)
     assert job["Type"] == "DicomGetScu"
-    assert sorted(job["Content"]["Details"][0]["ReceivedInstancesIds"]) == ids
+    assert sorted(job["Content"]["Details"][0]["ReceivedInstancesIds"]) == \
+        sorted(study.instances_ids)
 
 
 @pytest.mark.v112
 @pytest.mark.v113
-def test_c_move_as_job_on_orthanc_112_moves_the_series_it_names(v112_and_v113):
+def test_c_move_as_job_on_orthanc_112_moves_the_series_it_names(v112_and_v113, upload_study):
     conn_112, conn_113 = v112_and_v113
-    study_id, uid, _ = _upload_study(conn_113)
-    series_id = o.get_children_ids(conn_113, o.STUDIES, study_id, o.SERIES)[0]
+    study = upload_study(conn_113, series=2, instances=2)
+    series_id = study.series_ids[0]
     series_uid = o.get_info(conn_113, o.SERIES, series_id)["MainDicomTags"]["SeriesInstanceUID"]
-    job_id = o.modality_retrieve_as_job(conn_112, "v113", o.SERIES, [(uid, series_uid)])
+    job_id = o.modality_retrieve_as_job(conn_112, "v113", o.SERIES, [(study.uid, series_uid)])
     assert o.wait_job(conn_112, job_id, timeout=60)["Type"] == "DicomMoveScu"
     assert o.get_all_ids(conn_112, o.SERIES) == [series_id]
 
@@ -414,34 +411,37 @@ def test_retrieve_as_job_on_orthanc_110_raises_unsupported_by_server(conn_a):
 
 # ---- C-STORE to third-party storage peers
 
-def test_modality_send_to_a_pynetdicom_peer_delivers_every_instance(empty_a, peer):
-    study_id, _, ids = _upload_study(empty_a)
+def test_modality_send_to_a_pynetdicom_peer_delivers_every_instance(empty_a, peer,
+                                                                    upload_study):
+    study = upload_study(empty_a, series=2, instances=2)
     scp = peer()
-    content = o.modality_send(empty_a, scp.name, study_id, timeout=60)
-    assert content["InstancesCount"] == len(ids) and content["FailedInstancesCount"] == 0
-    sent = {o.get_simplified_tags(empty_a, i)["SOPInstanceUID"] for i in ids}
+    content = o.modality_send(empty_a, scp.name, study.id, timeout=60)
+    assert content["InstancesCount"] == 4 and content["FailedInstancesCount"] == 0
+    sent = {o.get_simplified_tags(empty_a, i)["SOPInstanceUID"] for i in study.instances_ids}
     assert {str(ds.SOPInstanceUID) for ds in scp.stored} == sent
 
 
-def test_modality_send_to_a_peer_that_rejects_the_association_raises_job_failed(conn_a, peer):
-    study_id, _, _ = _upload_study(conn_a, series=1, instances=1)
+def test_modality_send_to_a_peer_that_rejects_the_association_raises_job_failed(
+        conn_a, peer, upload_study):
+    study = upload_study(conn_a, series=1, instances=1)
     scp = peer(behaviour="reject")
     with watchdog("C-STORE, rejected association"):
         with pytest.raises(o.JobFailed) as info:
-            o.modality_send(conn_a, scp.name, study_id, timeout=60)
+            o.modality_send(conn_a, scp.name, study.id, timeout=60)
     assert "Rejected" in str(info.value)
 
 
-def test_modality_send_to_dcmtk_storescp_writes_every_instance(empty_a, tmp_path):
-    study_id, _, ids = _upload_study(empty_a)
+def test_modality_send_to_dcmtk_storescp_writes_every_instance(empty_a, tmp_path,
+                                                              upload_study):
+    study = upload_study(empty_a, series=2, instances=2)
     with dp.DcmtkPeer.storescp(tmp_path) as scp:
         o.configure_modality(empty_a, "storescp", "STORESCP", "127.0.0.1", scp.port)
         try:
-            o.modality_send(empty_a, "storescp", study_id, timeout=60)
+            o.modality_send(empty_a, "storescp", study.id, timeout=60)
         finally:
             o.delete_modality(empty_a, "storescp")
         received = scp.received()
-    sent = {o.get_simplified_tags(empty_a, i)["SOPInstanceUID"] for i in ids}
+    sent = {o.get_simplified_tags(empty_a, i)["SOPInstanceUID"] for i in study.instances_ids}
     assert {str(dp.read_dataset((tmp_path / f).read_bytes()).SOPInstanceUID)
             for f in received} == sent
 
