@@ -45,6 +45,15 @@ def watchdog(label, seconds=WATCHDOG):
         print(f"\n[timing] {label}: {watch.seconds:.1f} s")
 
 
+def raises_in_time(error, bound, label, function, *args, **kwargs):
+    """Call ``function`` under the watchdog: it must raise ``error`` within ``bound`` s."""
+    with watchdog(label) as watch:
+        with pytest.raises(error) as info:
+            function(*args, **kwargs)
+    assert watch.seconds < bound
+    return info.value
+
+
 def _name(prefix):
     return f"{prefix}^{uuid.uuid4().hex[:8].upper()}"
 
@@ -207,21 +216,18 @@ def test_query_keeps_any_name_on_a_server_with_default_encoding_utf8(make_server
 
 def test_query_to_a_peer_that_rejects_the_association_raises_orthancs_error(conn_a, peer):
     scp = peer(behaviour="reject")
-    with watchdog("query, rejected association"):
-        with pytest.raises(o.HttpError) as info:
-            o.modality_query_studies(conn_a, scp.name, {"PatientName": "*"})
-    assert info.value.orthanc["OrthancStatus"] == 9
-    assert "Rejected" in str(info.value)
+    error = raises_in_time(o.HttpError, 120, "query, rejected association",
+                           o.modality_query_studies, conn_a, scp.name, {"PatientName": "*"})
+    assert error.orthanc["OrthancStatus"] == 9 and "Rejected" in str(error)
 
 
 def test_query_to_a_peer_that_never_answers_raises_orthancs_error_not_a_timeout(conn_a, peer):
     scp = peer(behaviour="hang")
-    with watchdog("query, hung peer, timeout=15") as watch:
-        with pytest.raises(o.HttpError) as info:
-            o.modality_query_studies(conn_a, scp.name, {"PatientName": "*"}, timeout=15)
-    assert info.value.orthanc["OrthancStatus"] == 9 and "C-FIND" in str(info.value)
+    error = raises_in_time(o.HttpError, 15, "query, hung peer, timeout=15",
+                           o.modality_query_studies, conn_a, scp.name, {"PatientName": "*"},
+                           timeout=15)
+    assert error.orthanc["OrthancStatus"] == 9 and "C-FIND" in str(error)
     assert scp.requests == ["C-FIND"]
-    assert watch.seconds < 15
 
 
 # ---- C-MOVE (the peer C-STOREs back to Orthanc)
@@ -291,19 +297,19 @@ def test_c_get_refuses_a_target_aet_before_any_request():
 
 def test_retrieve_from_a_peer_that_never_answers_raises_orthancs_error(conn_a, peer):
     scp = peer(behaviour="hang")
-    with watchdog("C-MOVE on Orthanc 1.10 (one synchronous call), hung peer, timeout=9") as watch:
-        with pytest.raises(o.HttpError) as info:
-            o.modality_retrieve(conn_a, scp.name, o.STUDIES, "1.2.3.4", timeout=9)
-    assert info.value.orthanc["OrthancStatus"] == 9 and "C-MOVE" in str(info.value)
-    assert watch.seconds < 9
+    error = raises_in_time(o.HttpError, 9, "C-MOVE on Orthanc 1.10 (synchronous), hung peer, "
+                           "timeout=9", o.modality_retrieve, conn_a, scp.name, o.STUDIES,
+                           "1.2.3.4", timeout=9)
+    assert error.orthanc["OrthancStatus"] == 9 and "C-MOVE" in str(error)
+    assert scp.requests == ["C-MOVE"]
 
 
 def test_retrieve_from_a_peer_that_rejects_the_association_raises_orthancs_error(conn_a, peer):
     scp = peer(behaviour="reject")
-    with watchdog("C-MOVE, rejected association"):
-        with pytest.raises(o.HttpError) as info:
-            o.modality_retrieve(conn_a, scp.name, o.STUDIES, "1.2.3.4", timeout=15)
-    assert info.value.orthanc["OrthancStatus"] == 9 and "Rejected" in str(info.value)
+    error = raises_in_time(o.HttpError, 15, "C-MOVE, rejected association",
+                           o.modality_retrieve, conn_a, scp.name, o.STUDIES, "1.2.3.4",
+                           timeout=15)
+    assert error.orthanc["OrthancStatus"] == 9 and "Rejected" in str(error)
 
 
 # ---- C-GET (Orthanc >= 1.12.6)
@@ -322,13 +328,11 @@ def test_retrieve_study_by_c_get_from_a_peer_stores_it_on_orthanc_112(conn_112, 
 def test_c_get_from_a_peer_that_never_answers_fails_with_orthancs_error_on_orthanc_113(
         conn_113, peer):
     scp = peer(behaviour="hang", conn=conn_113)
-    with watchdog("C-GET job on Orthanc 1.13, hung peer, timeout=9") as watch:
-        with pytest.raises(o.JobFailed) as info:
-            o.modality_retrieve(conn_113, scp.name, o.STUDIES, "1.2.3.4", method="C-GET",
-                                timeout=9)
-    assert info.value.job["Type"] == "DicomGetScu" and "C-GET" in str(info.value)
+    error = raises_in_time(o.JobFailed, 9, "C-GET job on Orthanc 1.13, hung peer, timeout=9",
+                           o.modality_retrieve, conn_113, scp.name, o.STUDIES, "1.2.3.4",
+                           method="C-GET", timeout=9)
+    assert error.job["Type"] == "DicomGetScu" and "C-GET" in str(error)
     assert scp.requests == ["C-GET"]
-    assert watch.seconds < 9
 
 
 @pytest.mark.v112
@@ -336,13 +340,11 @@ def test_c_get_of_a_study_from_a_hung_peer_on_orthanc_112_raises_that_it_did_not
         conn_112, peer):
     # Orthanc 1.12.7 ends this C-GET job in Success (1.13 fails it): the study's absence shows
     scp = peer(behaviour="hang", conn=conn_112)
-    with watchdog("C-GET of a study on Orthanc 1.12, hung peer, timeout=9") as watch:
-        with pytest.raises(o.OrthancError) as info:
-            o.modality_retrieve_study(conn_112, scp.name, "1.2.3.4", method="C-GET",
-                                      timeout=9)
-    assert type(info.value) is o.OrthancError and "C-GET of study 1.2.3.4" in str(info.value)
+    error = raises_in_time(o.OrthancError, 9, "C-GET of a study on Orthanc 1.12, hung peer, "
+                           "timeout=9", o.modality_retrieve_study, conn_112, scp.name,
+                           "1.2.3.4", method="C-GET", timeout=9)
+    assert type(error) is o.OrthancError and "C-GET of study 1.2.3.4" in str(error)
     assert scp.requests == ["C-GET"]
-    assert watch.seconds < 9
 
 
 @pytest.fixture
@@ -425,10 +427,9 @@ def test_modality_send_to_a_peer_that_rejects_the_association_raises_job_failed(
         conn_a, peer, upload_study):
     study = upload_study(conn_a, series=1, instances=1)
     scp = peer(behaviour="reject")
-    with watchdog("C-STORE, rejected association"):
-        with pytest.raises(o.JobFailed) as info:
-            o.modality_send(conn_a, scp.name, study.id, timeout=60)
-    assert "Rejected" in str(info.value)
+    error = raises_in_time(o.JobFailed, 60, "C-STORE, rejected association",
+                           o.modality_send, conn_a, scp.name, study.id, timeout=60)
+    assert "Rejected" in str(error)
 
 
 def test_modality_send_to_dcmtk_storescp_writes_every_instance(empty_a, tmp_path,
@@ -477,8 +478,8 @@ def test_find_worklist_on_dcmtk_wlmscpfs_returns_the_matching_items(conn_a, tmp_
 
 def test_find_worklist_on_a_peer_that_never_answers_raises_orthancs_error(conn_a, peer):
     scp = peer(behaviour="hang")
-    with watchdog("find-worklist, hung peer, timeout=9") as watch:
-        with pytest.raises(o.HttpError) as info:
-            o.modality_find_worklist(conn_a, scp.name, _WORKLIST_QUERY, timeout=9)
-    assert info.value.orthanc["OrthancStatus"] == 9
-    assert watch.seconds < 9
+    error = raises_in_time(o.HttpError, 9, "find-worklist, hung peer, timeout=9",
+                           o.modality_find_worklist, conn_a, scp.name, _WORKLIST_QUERY,
+                           timeout=9)
+    assert error.orthanc["OrthancStatus"] == 9 and "C-FIND" in str(error)
+    assert scp.requests == ["C-FIND"]
