@@ -2685,10 +2685,11 @@ def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, time
 
 
 def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, *,
-                             method="C-MOVE"):
+                             method="C-MOVE", priority=None, user_data=None):
     """Start a retrieve from a modality as an Orthanc job; return the job id at once.
 
-    Arguments as in ``modality_retrieve``. The finished job's ``Content`` lists what
+    Arguments as in ``modality_retrieve``; ``priority`` and ``user_data``: see
+    ``merge_study``. The finished job's ``Content`` lists what
     arrived (Orthanc: ``Content.Details[i].ReceivedInstancesIds``, on the versions that
     report it). Orthanc: POST /modalities/{name}/move (asynchronous: 1.11.1) or
     /modalities/{name}/get (1.12.6).
@@ -2697,11 +2698,11 @@ def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, 
                                       None)
     if method == "C-MOVE":
         _require(conn, "asynchronous_move")
-    return _start_job(conn, path, body)
+    return _start_job(conn, path, body, priority=priority, user_data=user_data)
 
 
 def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None,
-                      method="C-MOVE"):
+                      method="C-MOVE", priority=None, user_data=None):
     """Retrieve resources from a modality into this Orthanc (C-MOVE or C-GET); wait for it.
 
     ``dicom_ids``: one identifier or a list. At the patient and study levels an identifier is
@@ -2716,23 +2717,29 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
     older servers is one synchronous call whose read timeout is ``timeout`` (default 600 s).
     A failed retrieve raises ``JobFailed`` or ``HttpError`` carrying Orthanc's details
     (but Orthanc 1.12.7 ends a C-GET from a remote that never answers in success, as if
-    nothing matched). Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
+    nothing matched). ``priority`` and ``user_data``: see ``merge_study`` (on a server
+    older than 1.11.1, ``priority`` goes to the synchronous call).
+    Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
     """
     path, body, read = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
                                          timeout)
     if method == "C-GET" or get_version(conn) >= FEATURES["asynchronous_move"]:
-        _run_job(conn, path, body, timeout=timeout)
+        _run_job(conn, path, body, timeout=timeout, priority=priority, user_data=user_data)
     else:
-        _post(conn, path, body, timeout=read)
+        if user_data is not None:
+            _require(conn, "job_user_data")
+        _post(conn, path, dict(body, **_job_options(priority)), timeout=read)
 
 
-def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE"):
+def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE",
+                            priority=None, user_data=None):
     """Retrieve one study from a modality into this Orthanc and return its local orthanc id.
 
     See ``modality_retrieve``. Raises ``OrthancError`` if the retrieve ended without the study
     arriving (a remote that sends asynchronously after answering, for instance).
     """
-    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout, method=method)
+    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout, method=method,
+                      priority=priority, user_data=user_data)
     orthanc_id = lookup(conn, STUDIES, dicom_id)
     if orthanc_id is None:
         raise OrthancError(f"{method} of study {dicom_id} from modality {modality!r} ended, "
@@ -2903,22 +2910,26 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     wait_job(peer_conn, remote_job, timeout=timeout)
 
 
-def dicomweb_send_as_job(conn, server, orthanc_ids):
+def dicomweb_send_as_job(conn, server, orthanc_ids, *, priority=None, user_data=None):
     """Start sending resources (any level) to a DICOMweb server with STOW-RS; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study`` (the DICOMweb plugin keeps the
+    priority but drops the user data, even on Orthanc 1.13).
     Orthanc: POST /dicom-web/servers/{name}/stow with ``"Synchronous": false`` (DICOMweb plugin).
     """
     return _start_job(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
-                      {"Resources": _as_list(orthanc_ids), "Synchronous": False})
+                      {"Resources": _as_list(orthanc_ids), "Synchronous": False},
+                      priority=priority, user_data=user_data)
 
 
-def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
+def dicomweb_send(conn, server, orthanc_ids, *, timeout=None, priority=None, user_data=None):
     """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
 
     ``timeout``: seconds to wait for the job (None: one hour). See ``dicomweb_send_as_job``.
     """
-    return wait_job(conn, dicomweb_send_as_job(conn, server, orthanc_ids),
-                    timeout=timeout)["Content"]
+    job_id = dicomweb_send_as_job(conn, server, orthanc_ids, priority=priority,
+                                  user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def dicomweb_retrieve(conn, server, study_uid, series_uid=None, sop_uid=None, *, timeout=None):

@@ -405,6 +405,15 @@ def test_c_get_on_orthanc_110_raises_unsupported_by_server(conn_a):
         o.modality_retrieve_as_job(conn_a, "b", o.STUDIES, "1.2.3", method="C-GET")
 
 
+def test_retrieve_with_user_data_on_orthanc_110_raises_unsupported_by_server_before_moving(
+        conn_a, peer):
+    scp = peer(_archive())
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.modality_retrieve(conn_a, scp.name, o.STUDIES, "1.2.3", user_data={"batch": 1})
+    assert info.value.needed == (1, 12, 9)
+    assert scp.requests == []
+
+
 def test_retrieve_as_job_on_orthanc_110_raises_unsupported_by_server(conn_a):
     with pytest.raises(o.UnsupportedByServer) as info:
         o.modality_retrieve_as_job(conn_a, "b", o.STUDIES, "1.2.3")

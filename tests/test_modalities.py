@@ -252,6 +252,13 @@ def test_dicom_calls_read_longer_than_orthancs_two_dicom_waits(conn_a, conn_b, c
         assert kw["timeout"].read_timeout >= 2 * json.loads(kw["body"])["Timeout"] + 5
 
 
+def test_dicomweb_send_as_job_gives_its_job_the_priority(conn_a):
+    study_id, _, _ = _study(conn_a)
+    job_id = o.dicomweb_send_as_job(conn_a, "b", study_id, priority=7)
+    assert o.get_job(conn_a, job_id)["Priority"] == 7
+    o.wait_job(conn_a, job_id, timeout=60)
+
+
 def test_dicomweb_send_as_job_returns_a_stow_job_that_wait_job_follows(conn_a, conn_b):
     study_id, _, count = _study(conn_a)
     job = o.wait_job(conn_a, o.dicomweb_send_as_job(conn_a, "b", study_id), timeout=60)
