@@ -62,10 +62,11 @@ __all__ = [
     "delete_job",
     # Modalities, peers, transfers
     "modality_echo", "modality_query", "modality_query_studies", "modality_retrieve",
-    "modality_retrieve_study", "modality_send", "modality_send_as_job", "get_modalities",
-    "configure_modality", "delete_modality", "modality_find_worklist", "peer_send",
-    "peer_send_as_job", "get_peers", "configure_peer", "delete_peer", "transfers_send",
-    "transfers_send_as_job", "get_transfers_peers", "dicomweb_send", "dicomweb_retrieve",
+    "modality_retrieve_study", "modality_retrieve_as_job", "modality_send",
+    "modality_send_as_job", "get_modalities", "configure_modality", "delete_modality",
+    "modality_find_worklist", "peer_send", "peer_send_as_job", "get_peers", "configure_peer",
+    "delete_peer", "transfers_send", "transfers_send_as_job", "get_transfers_peers",
+    "dicomweb_send", "dicomweb_send_as_job", "dicomweb_retrieve",
     # InstancesSet
     "InstancesSet", "instances_set_from_study", "instances_set_from_series",
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
@@ -124,6 +125,7 @@ FEATURES = types.MappingProxyType({
     # /system "Capabilities" with the extended /tools/find (also needs a database back-end
     # that has it: the default SQLite one does)
     "extended_find": (1, 12, 5),
+    "c_get": (1, 12, 6),  # /modalities/{id}/get (C-GET SCU)
     "job_user_data": (1, 12, 9),  # a job's "UserData" (1.12.7 drops it silently)
 })
 
@@ -131,10 +133,14 @@ _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
 _JSON = "application/json"
 _JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
 
-# Every DICOM operation asks Orthanc for this network timeout (s) unless told a shorter one, and
-# a synchronous HTTP call wrapping one waits at least _DICOM_MARGIN s longer than it.
+# Every DICOM operation asks Orthanc for this network timeout (s) unless the call's own timeout
+# is shorter. A remote that accepts the association and never answers is reported by Orthanc
+# only after _DICOM_WAITS such timeouts (the DIMSE answer, then the release: checked on 1.10.1),
+# so a synchronous HTTP call wrapping one reads for at least _DICOM_WAITS x its DICOM timeout
+# + _DICOM_MARGIN s.
 _DICOM_TIMEOUT = 10
-_DICOM_MARGIN = 10
+_DICOM_WAITS = 2
+_DICOM_MARGIN = 5
 
 
 # ==== Errors ====
@@ -2524,21 +2530,30 @@ def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tag
 _NETWORK_PROTOCOL = 9  # OrthancStatus of "Error in the network protocol" (refused, aborted...)
 _LEVEL_UID = {PATIENTS: "PatientID", STUDIES: "StudyInstanceUID", SERIES: "SeriesInstanceUID",
               INSTANCES: "SOPInstanceUID"}
+# What a C-MOVE / C-GET identifier names at each level: the UID and, below the study, its parents
+_RETRIEVE_KEYS = {PATIENTS: ("PatientID",), STUDIES: ("StudyInstanceUID",),
+                  SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+                  INSTANCES: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+_RETRIEVE_ROUTES = {"C-MOVE": "move", "C-GET": "get"}
 
 
 def _dicom_timeouts(timeout, default):
     """Return ``(DICOM timeout for Orthanc, HTTP read timeout)`` for a whole-call ``timeout``.
 
-    The read timeout always outlasts the DICOM one, so Orthanc reports a dead remote first.
+    The DICOM timeout is what fits ``_DICOM_WAITS`` times in ``timeout`` with the margin (at
+    most ``_DICOM_TIMEOUT``, at least 1 s); the read timeout always outlasts Orthanc's own
+    waiting, so Orthanc reports a silent remote first.
 
     >>> _dicom_timeouts(None, 120)
     (10, 120.0)
-    >>> _dicom_timeouts(3, 120)
-    (3, 13.0)
+    >>> _dicom_timeouts(15, 120)
+    (5, 15.0)
+    >>> _dicom_timeouts(2, 120)
+    (1, 7.0)
     """
     total = float(default if timeout is None else timeout)
-    dicom = max(1, min(_DICOM_TIMEOUT, int(total)))
-    return dicom, max(total, float(dicom + _DICOM_MARGIN))
+    dicom = max(1, min(_DICOM_TIMEOUT, int((total - _DICOM_MARGIN) // _DICOM_WAITS)))
+    return dicom, max(total, float(_DICOM_WAITS * dicom + _DICOM_MARGIN))
 
 
 def _modality_path(modality, action):
@@ -2548,13 +2563,14 @@ def _modality_path(modality, action):
 def modality_echo(conn, modality, *, timeout=None):
     """Tell whether a configured DICOM modality answers a C-ECHO.
 
-    False when the remote refuses, aborts or does not answer within ``timeout`` s (default
-    10, sent to Orthanc as the DICOM timeout). Orthanc: POST /modalities/{name}/echo.
+    False when the remote refuses, aborts or does not answer. ``timeout`` bounds the call
+    (default 25 s: Orthanc waits 10 s for the echo, then 10 s for the release; see
+    ``_dicom_timeouts``). Orthanc: POST /modalities/{name}/echo.
 
     Raises:
         NotFound: ``modality`` is not configured on this Orthanc.
     """
-    dicom, read = _dicom_timeouts(timeout, _DICOM_TIMEOUT)
+    dicom, read = _dicom_timeouts(timeout, _DICOM_WAITS * _DICOM_TIMEOUT + _DICOM_MARGIN)
     try:
         _post(conn, _modality_path(modality, "echo"), {"Timeout": dicom}, timeout=read)
     except HttpError as exc:
@@ -2564,28 +2580,33 @@ def modality_echo(conn, modality, *, timeout=None):
     return True
 
 
-def modality_query(conn, modality, level, query, *, timeout=None):
+def modality_query(conn, modality, level, query, *, timeout=None, normalize=True):
     """Run a C-FIND on a modality and return every answer, fetched in one request.
 
     Each answer is ``{'remote_modality_id', 'level', 'dicom_id', 'tags'}``: ``level`` is the
     canonical level, ``dicom_id`` the answer's UID at that level (``PatientID`` for patients)
     and ``tags`` its simplified tags. ``query`` maps tag names to DICOM matching values
-    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``timeout`` bounds the whole call
-    (default 120 s). Orthanc: POST /modalities/{name}/query, then
+    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``normalize=False`` sends the
+    query as given (Orthanc's ``"Normalize": false``): tags outside Orthanc's main tags of the
+    level are asked and come back. ``timeout`` bounds the whole call (default 120 s; a silent
+    remote raises Orthanc's ``HttpError`` after twice the DICOM timeout, see
+    ``_dicom_timeouts``). Orthanc: POST /modalities/{name}/query, then
     GET /queries/{id}/answers?expand&simplify.
     """
     level = _level(level)
     dicom, read = _dicom_timeouts(timeout, 120)
     body = {"Level": _ORTHANC_LEVEL[level], "Query": dict(query), "Timeout": dicom}
+    if not normalize:
+        body["Normalize"] = False
     query_id = _post(conn, _modality_path(modality, "query"), body, timeout=read)["ID"]
     answers = _get(conn, f"/queries/{_segment(query_id, 'query id')}/answers?expand&simplify")
     return [{"remote_modality_id": modality, "level": level,
              "dicom_id": tags.get(_LEVEL_UID[level]), "tags": tags} for tags in answers]
 
 
-def modality_query_studies(conn, modality, query, *, timeout=None):
+def modality_query_studies(conn, modality, query, *, timeout=None, normalize=True):
     """Run a study-level C-FIND; see ``modality_query``."""
-    return modality_query(conn, modality, STUDIES, query, timeout=timeout)
+    return modality_query(conn, modality, STUDIES, query, timeout=timeout, normalize=normalize)
 
 
 def modality_find_worklist(conn, modality, query, *, timeout=None):
@@ -2593,7 +2614,7 @@ def modality_find_worklist(conn, modality, query, *, timeout=None):
 
     ``query`` names the tags to match and to return, e.g. ``{"PatientName": "DOE*",
     "AccessionNumber": "", "ScheduledProcedureStepSequence": [{"Modality": "CT"}]}``.
-    ``timeout`` bounds the whole call (default 120 s).
+    ``timeout`` bounds the whole call as in ``modality_query`` (default 120 s).
     Orthanc: POST /modalities/{name}/find-worklist.
     """
     dicom, read = _dicom_timeouts(timeout, 120)
@@ -2601,41 +2622,128 @@ def modality_find_worklist(conn, modality, query, *, timeout=None):
                  {"Query": dict(query), "Timeout": dicom}, timeout=read)
 
 
-def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None):
-    """Ask a modality to C-MOVE resources to this Orthanc (or to ``target_aet``); wait for it.
+def _retrieve_identifiers(level, dicom_ids):
+    """Orthanc's ``Resources`` of a C-MOVE / C-GET: one dict of UIDs per identifier.
 
-    ``dicom_ids``: one UID or a list, at ``level`` (``PatientID`` for patients); an item may
-    also be a dict naming the full identifier (``{"StudyInstanceUID": ..., "SeriesInstanceUID":
-    ...}``) for remotes that want it. From Orthanc 1.11.1 the move runs as a job waited for
-    at most ``timeout`` s (None: one hour); on older servers it is one synchronous call
-    whose read timeout is ``timeout`` (default 600 s). A failed move raises ``JobFailed`` or
-    ``HttpError`` carrying Orthanc's details. Orthanc: POST /modalities/{name}/move.
+    One identifier is a UID (patient and study levels), a dict of UIDs, or a tuple of UIDs
+    from the study down; anything else is a sequence of identifiers. Below the study an
+    identifier must name its parents (Orthanc and the remotes need them): a bare UID is refused.
+
+    >>> _retrieve_identifiers(STUDIES, ("1.2", "1.3"))
+    [{'StudyInstanceUID': '1.2'}, {'StudyInstanceUID': '1.3'}]
+    >>> _retrieve_identifiers(SERIES, ("1.2", "1.2.3"))
+    [{'StudyInstanceUID': '1.2', 'SeriesInstanceUID': '1.2.3'}]
+    >>> _retrieve_identifiers(SERIES, "1.2.3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: C-MOVE/C-GET identifier '1.2.3' at level series lacks ...
+    """
+    keys = _RETRIEVE_KEYS[level]
+    single = isinstance(dicom_ids, (str, Mapping)) or (
+        isinstance(dicom_ids, tuple) and len(keys) > 1
+        and all(isinstance(uid, str) for uid in dicom_ids))
+    resources = []
+    for item in [dicom_ids] if single else list(dicom_ids):
+        if isinstance(item, Mapping):
+            resource = dict(item)
+        elif isinstance(item, str):
+            resource = {keys[-1]: item}
+        elif isinstance(item, tuple) and len(item) == len(keys) > 1:
+            resource = dict(zip(keys, item))
+        else:
+            raise OrthancValueError(
+                f"C-MOVE/C-GET identifier {item!r} at level {level}: give a UID, a dict of "
+                f"UIDs or a tuple ({', '.join(keys)})")
+        missing = [key for key in keys if not resource.get(key)]
+        if missing:
+            raise OrthancValueError(
+                f"C-MOVE/C-GET identifier {item!r} at level {level} lacks "
+                f"{', '.join(missing)}: below the study, pass a (study_uid, series_uid"
+                "[, sop_uid]) tuple or a dict of UIDs")
+        resources.append(resource)
+    return resources
+
+
+def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, timeout):
+    """Check a retrieve's arguments (and the server for C-GET).
+
+    Returns ``(path, body, read timeout)`` for ``_dicom_timeouts(timeout, 600)``.
     """
     level = _level(level)
-    resources = [dict(item) if isinstance(item, dict) else {_LEVEL_UID[level]: item}
-                 for item in _as_list(dicom_ids)]
+    if method not in _RETRIEVE_ROUTES:
+        raise OrthancValueError(f"method must be 'C-MOVE' or 'C-GET', got {method!r}")
+    if method == "C-GET" and target_aet is not None:
+        raise OrthancValueError("C-GET retrieves into this Orthanc only: no target_aet")
     dicom, read = _dicom_timeouts(timeout, 600)
-    body = {"Level": _ORTHANC_LEVEL[level], "Resources": resources, "Timeout": dicom}
+    body = {"Level": _ORTHANC_LEVEL[level], "Resources": _retrieve_identifiers(level, dicom_ids),
+            "Timeout": dicom}
     if target_aet is not None:
         body["TargetAet"] = target_aet
-    path = _modality_path(modality, "move")
-    if get_version(conn) >= FEATURES["asynchronous_move"]:
-        _run_job(conn, path, body, timeout=timeout)
+    if method == "C-GET":
+        _require(conn, "c_get")
+    return _modality_path(modality, _RETRIEVE_ROUTES[method]), body, read
+
+
+def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, *,
+                             method="C-MOVE", priority=None, user_data=None):
+    """Start a retrieve from a modality as an Orthanc job; return the job id at once.
+
+    Arguments as in ``modality_retrieve``; ``priority`` and ``user_data``: see
+    ``merge_study``. The finished job's ``Content`` lists what
+    arrived (Orthanc: ``Content.Details[i].ReceivedInstancesIds``, on the versions that
+    report it). Orthanc: POST /modalities/{name}/move (asynchronous: 1.11.1) or
+    /modalities/{name}/get (1.12.6).
+    """
+    path, body, _ = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                      None)
+    if method == "C-MOVE":
+        _require(conn, "asynchronous_move")
+    return _start_job(conn, path, body, priority=priority, user_data=user_data)
+
+
+def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None,
+                      method="C-MOVE", priority=None, user_data=None):
+    """Retrieve resources from a modality into this Orthanc (C-MOVE or C-GET); wait for it.
+
+    ``dicom_ids``: one identifier or a list. At the patient and study levels an identifier is
+    the ``PatientID`` / ``StudyInstanceUID``; below the study it carries its parents: a
+    ``(study_uid, series_uid[, sop_uid])`` tuple or Orthanc's own dict
+    (``{"StudyInstanceUID": ..., "SeriesInstanceUID": ...}``; one dict is one identifier). A
+    bare series or instance UID raises ``OrthancValueError`` before any request (find its
+    study with ``modality_query`` first). ``method="C-MOVE"`` asks the remote to send to this
+    Orthanc's AET (or ``target_aet``); ``"C-GET"`` (Orthanc 1.12.6) receives on the same
+    association, with no need for the remote to know this Orthanc. From Orthanc 1.11.1 the
+    retrieve runs as a job waited for at most ``timeout`` s (None: one hour); a C-MOVE on
+    older servers is one synchronous call whose read timeout is ``timeout`` (default 600 s).
+    A failed retrieve raises ``JobFailed`` or ``HttpError`` carrying Orthanc's details
+    (but Orthanc 1.12.7 ends a C-GET from a remote that never answers in success, as if
+    nothing matched). ``priority`` and ``user_data``: see ``merge_study`` (on a server
+    older than 1.11.1, ``priority`` goes to the synchronous call).
+    Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
+    """
+    path, body, read = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                         timeout)
+    if method == "C-GET" or get_version(conn) >= FEATURES["asynchronous_move"]:
+        _run_job(conn, path, body, timeout=timeout, priority=priority, user_data=user_data)
     else:
-        _post(conn, path, body, timeout=read)
+        if user_data is not None:
+            _require(conn, "job_user_data")
+        _post(conn, path, dict(body, **_job_options(priority)), timeout=read)
 
 
-def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
-    """C-MOVE one study from a modality into this Orthanc and return its local orthanc id.
+def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE",
+                            priority=None, user_data=None):
+    """Retrieve one study from a modality into this Orthanc and return its local orthanc id.
 
-    See ``modality_retrieve``. Raises ``OrthancError`` if the move ended without the study
+    See ``modality_retrieve``. Raises ``OrthancError`` if the retrieve ended without the study
     arriving (a remote that sends asynchronously after answering, for instance).
     """
-    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout)
+    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout, method=method,
+                      priority=priority, user_data=user_data)
     orthanc_id = lookup(conn, STUDIES, dicom_id)
     if orthanc_id is None:
-        raise OrthancError(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
-                           f"{conn.url} has no such study")
+        raise OrthancError(f"{method} of study {dicom_id} from modality {modality!r} ended, "
+                           f"but {conn.url} has no such study")
     return orthanc_id
 
 
@@ -2802,14 +2910,25 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     wait_job(peer_conn, remote_job, timeout=timeout)
 
 
-def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
+def dicomweb_send_as_job(conn, server, orthanc_ids, *, priority=None, user_data=None):
+    """Start sending resources (any level) to a DICOMweb server with STOW-RS; return the job id.
+
+    ``priority`` and ``user_data``: see ``merge_study`` (the DICOMweb plugin keeps the
+    priority but drops the user data, even on Orthanc 1.13).
+    Orthanc: POST /dicom-web/servers/{name}/stow with ``"Synchronous": false`` (DICOMweb plugin).
+    """
+    return _start_job(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
+                      {"Resources": _as_list(orthanc_ids), "Synchronous": False},
+                      priority=priority, user_data=user_data)
+
+
+def dicomweb_send(conn, server, orthanc_ids, *, timeout=None, priority=None, user_data=None):
     """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
 
-    ``timeout``: seconds to wait for the job (None: one hour).
-    Orthanc: POST /dicom-web/servers/{name}/stow (DICOMweb plugin).
+    ``timeout``: seconds to wait for the job (None: one hour). See ``dicomweb_send_as_job``.
     """
-    job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
-                   {"Resources": _as_list(orthanc_ids), "Synchronous": False})["ID"]
+    job_id = dicomweb_send_as_job(conn, server, orthanc_ids, priority=priority,
+                                  user_data=user_data)
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
