@@ -16,6 +16,9 @@ Helpers used everywhere, Connection and transport, System, Jobs, Resources, Tags
 attachments labels, Upload, Download, Find and statistics, Modify and anonymize, Modalities
 peers transfers, InstancesSet (pure), InstancesSet (server), Pipelines,
 Command line.
+
+Copyright (c) 2026 the orthanc_fn authors. MIT License: use, copy, modify and distribute
+freely, keeping this notice; no warranty (the full text is in the project's LICENSE file).
 """
 from __future__ import annotations
 
@@ -27,19 +30,21 @@ __all__ = [
     # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
     "BadFileFormat", "OrthancConnectionError", "OrthancTimeout", "JobFailed",
-    "TooManyResourcesFound", "UnsupportedByServer",
+    "TooManyResourcesFound", "TransferOnPeer", "UnsupportedByServer",
     # Connection and transport, System
-    "Connection", "Changes", "is_alive", "wait_started", "get_system", "get_version",
-    "get_statistics", "get_changes", "iter_changes", "delete_all_content",
+    "Connection", "rest_get", "rest_post", "rest_put", "rest_delete", "Changes", "is_alive",
+    "wait_started", "get_system", "get_version", "get_statistics", "get_changes", "iter_changes", "delete_all_content",
     "get_capabilities", "is_version_at_least", "has_plugin", "get_metrics", "get_log_level",
-    "set_log_level",
+    "set_log_level", "execute_lua_script",
     # Resources
     "get_all_ids", "get_info", "exists", "get_parent_id", "get_children_ids", "delete",
-    "get_resource_statistics", "get_first_instance_id", "get_modalities_of",
+    "get_resource_statistics", "is_protected", "set_protected", "reconstruct",
+    "get_first_instance_id", "get_modalities_of",
     "get_ordered_instances_ids", "get_preview", "create_dicom", "attach_pdf",
     "get_pdf_instances", "download_pdf", "merge_study", "split_study",
     # Tags, metadata, attachments, labels
-    "Tags", "get_tags", "get_simplified_tags", "set_string_metadata", "get_string_metadata",
+    "Tags", "get_tags", "get_simplified_tags", "get_shared_tags", "get_all_metadata",
+    "set_string_metadata", "get_string_metadata",
     "set_binary_metadata", "get_binary_metadata", "has_metadata", "delete_metadata",
     "get_string_metadata_with_revision", "get_binary_metadata_with_revision",
     "set_attachment", "get_attachment", "delete_attachment", "get_attachment_with_revision",
@@ -54,13 +59,15 @@ __all__ = [
     "anonymize", "anonymize_as_job", "modify", "modify_as_job", "BulkResult", "modify_bulk",
     "modify_bulk_as_job", "anonymize_bulk", "anonymize_bulk_as_job",
     # Jobs
-    "get_job", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    "get_job", "get_jobs", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    "delete_job",
     # Modalities, peers, transfers
     "modality_echo", "modality_query", "modality_query_studies", "modality_retrieve",
-    "modality_retrieve_study", "modality_send", "modality_send_as_job", "get_modalities",
-    "configure_modality", "delete_modality", "modality_find_worklist", "peer_send",
-    "peer_send_as_job", "get_peers", "configure_peer", "delete_peer", "transfers_send",
-    "transfers_send_as_job", "get_transfers_peers", "dicomweb_send", "dicomweb_retrieve",
+    "modality_retrieve_study", "modality_retrieve_as_job", "modality_send",
+    "modality_send_as_job", "get_modalities", "configure_modality", "delete_modality",
+    "modality_find_worklist", "peer_send", "peer_send_as_job", "get_peers", "configure_peer",
+    "delete_peer", "transfers_send", "transfers_send_as_job", "get_transfers_peers",
+    "dicomweb_send", "dicomweb_send_as_job", "dicomweb_retrieve",
     # InstancesSet
     "InstancesSet", "instances_set_from_study", "instances_set_from_series",
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
@@ -78,6 +85,7 @@ import os
 import re
 import threading
 import time
+import types
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import NamedTuple, Optional, Tuple
@@ -108,46 +116,52 @@ _LEVEL_NAMES = {
 }
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
-# Which feature needs which Orthanc version: drives UnsupportedByServer. Checked against
-# Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
-# /tools/bulk-{modify,anonymize,delete,content} 1.9.4; RequestedTags 1.11.0; "Asynchronous"
-# in /modalities/{id}/move 1.11.1; labels 1.12.0;
-# /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
-# back-end that has them: the default SQLite one does).
-FEATURES = {
+# The features newer than the supported floor (Orthanc 1.10) and the first version that has
+# them, checked against Orthanc's NEWS; read-only. Drives UnsupportedByServer.
+FEATURES = types.MappingProxyType({
+    "requested_tags": (1, 11, 0),  # RequestedTags in /tools/find
+    "asynchronous_move": (1, 11, 1),  # "Asynchronous" in /modalities/{id}/move
     "labels": (1, 12, 0),
-    "requested_tags": (1, 11, 0),
-    "find_since_with_limit": (1, 3, 0),
-    "revisions": (1, 9, 2),
-    "bulk_modify": (1, 9, 4),
-    "bulk_delete": (1, 9, 4),
-    "bulk_content": (1, 9, 4),
-    "extended_changes": (1, 12, 5),
+    "delete_job": (1, 12, 2),  # DELETE /jobs/{id}
+    "transcode_file": (1, 12, 2),  # /instances/{id}/file?transcode= (1.10 ignores it)
+    "keep_labels": (1, 12, 3),  # "KeepLabels" in modifications (older ones ignore it)
+    # /system "Capabilities" with the extended /tools/find (also needs a database back-end
+    # that has it: the default SQLite one does)
     "extended_find": (1, 12, 5),
-    "asynchronous_move": (1, 11, 1),
-}
+    "c_get": (1, 12, 6),  # /modalities/{id}/get (C-GET SCU)
+    "job_user_data": (1, 12, 9),  # a job's "UserData" (1.12.7 drops it silently)
+})
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
 _JSON = "application/json"
 _JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
 
-# Every DICOM operation asks Orthanc for this network timeout (s) unless told a shorter one, and
-# a synchronous HTTP call wrapping one waits at least _DICOM_MARGIN s longer than it.
+# Every DICOM operation asks Orthanc for this network timeout (s) unless the call's own timeout
+# is shorter. A remote that accepts the association and never answers is reported by Orthanc
+# only after _DICOM_WAITS such timeouts (the DIMSE answer, then the release: checked on 1.10.1),
+# so a synchronous HTTP call wrapping one reads for at least _DICOM_WAITS x its DICOM timeout
+# + _DICOM_MARGIN s.
 _DICOM_TIMEOUT = 10
-_DICOM_MARGIN = 10
+_DICOM_WAITS = 2
+_DICOM_MARGIN = 5
 
 
 # ==== Errors ====
 
 class OrthancError(Exception):
-    """Root of every error orthanc_fn raises; keyword context becomes attributes.
+    """Root of every error orthanc_fn raises; a subclass declares its fields as attributes.
 
-    Errors pickle: ``args`` holds the message and the attributes travel in ``__dict__``.
+    Each class takes the message, then its fields as keyword-only arguments. Errors pickle
+    (workers send them across processes): the message travels in ``args``, the fields in the
+    instance ``__dict__``, both restored without calling ``__init__``.
     """
 
-    def __init__(self, message: str = "", **context):
+    def __init__(self, message: str = ""):
         super().__init__(message)
-        self.__dict__.update(context)
+
+    def __reduce__(self):
+        import copyreg
+        return copyreg.__newobj__, (type(self), *self.args), {**vars(self), "args": self.args}
 
 
 class OrthancValueError(OrthancError, ValueError):
@@ -157,14 +171,17 @@ class OrthancValueError(OrthancError, ValueError):
 class HttpError(OrthancError):
     """Orthanc answered with a non-2xx status.
 
-    Attributes: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the
-    JSON error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or
-    None.
+    Fields: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the JSON
+    error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or None.
     """
-    status = None
-    method = None
-    url = None
-    orthanc = None
+    status: int
+    method: str
+    url: str
+    orthanc: Optional[dict]
+
+    def __init__(self, message, *, status, method, url, orthanc=None):
+        super().__init__(message)
+        self.status, self.method, self.url, self.orthanc = status, method, url, orthanc
 
 
 class NotFound(HttpError):
@@ -180,31 +197,105 @@ class Conflict(HttpError):
 
 
 class BadFileFormat(HttpError):
-    """Orthanc refused a file as not DICOM; ``path`` names the file when there was one."""
-    path = None
+    """Orthanc refused a file as not DICOM.
+
+    Fields: those of ``HttpError``, ``path`` (the file, when there was one) and
+    ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
+    """
+    path: Optional[str]
+    instances_ids: Optional[list]
+
+    def __init__(self, message, *, status, method, url, orthanc=None, path=None,
+                 instances_ids=None):
+        super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
+        self.path, self.instances_ids = path, instances_ids
 
 
 class OrthancConnectionError(OrthancError, ConnectionError):
-    """The server could not be reached (refused, unknown host, TLS failure, reset)."""
+    """The server could not be reached (refused, unknown host, TLS failure, reset).
+
+    Fields: ``method`` and ``url`` (never with credentials) of the request.
+    """
+    method: str
+    url: str
+
+    def __init__(self, message, *, method, url):
+        super().__init__(message)
+        self.method, self.url = method, url
 
 
 class OrthancTimeout(OrthancError, TimeoutError):
-    """The server or a job did not answer in time."""
+    """The server or a job did not answer in time.
+
+    Fields: ``method`` and ``url`` of a request that timed out, or ``job``, Orthanc's dict of
+    a job still running (the others are None).
+    """
+    method: Optional[str]
+    url: Optional[str]
+    job: Optional[dict]
+
+    def __init__(self, message, *, method=None, url=None, job=None):
+        super().__init__(message)
+        self.method, self.url, self.job = method, url, job
 
 
 class JobFailed(OrthancError):
-    """An Orthanc job ended in ``Failure``; ``job`` is Orthanc's job dict."""
-    job = None
+    """An Orthanc job ended in ``Failure``; the field ``job`` is Orthanc's job dict."""
+    job: dict
+
+    def __init__(self, message, *, job):
+        super().__init__(message)
+        self.job = job
 
 
 class TooManyResourcesFound(OrthancError):
-    """A lookup that expects one resource found several."""
+    """A lookup that expects one resource found several; the field ``ids`` lists them."""
+    ids: list
+
+    def __init__(self, message, *, ids):
+        super().__init__(message)
+        self.ids = ids
+
+
+class TransferOnPeer(OrthancError):
+    """A transfer started as a job on the peer (which pulls) and there is no connection to it.
+
+    Fields: ``remote_job`` (the job id on the peer), ``job_url`` (its URL there) and ``peer``.
+    """
+    remote_job: str
+    job_url: str
+    peer: str
+
+    def __init__(self, message, *, remote_job, job_url, peer):
+        super().__init__(message)
+        self.remote_job, self.job_url, self.peer = remote_job, job_url, peer
 
 
 class UnsupportedByServer(OrthancError):
-    """The server is too old for the asked feature; ``needed`` and ``actual`` are versions."""
-    needed = None
-    actual = None
+    """The server is too old for the asked feature; fields ``needed`` and ``actual`` are
+    ``(major, minor, patch)`` versions."""
+    needed: tuple
+    actual: tuple
+
+    def __init__(self, message, *, needed, actual):
+        super().__init__(message)
+        self.needed, self.actual = needed, actual
+
+
+def _restated(error, message, **fields):
+    """The same error (class and fields) with another message, e.g. with a hint or a path.
+
+    >>> e = _restated(NotFound("GET /x -> HTTP 404", status=404, method="GET", url="/x"),
+    ...               "GET /x -> HTTP 404 (is x declared?)")
+    >>> type(e).__name__, str(e), e.status
+    ('NotFound', 'GET /x -> HTTP 404 (is x declared?)', 404)
+    >>> _restated(BadFileFormat("refused", status=400, method="POST", url="/i"), "a.dcm: refused",
+    ...           path="a.dcm").path
+    'a.dcm'
+    """
+    declared = {name for cls in type(error).__mro__
+                for name in vars(cls).get("__annotations__", ())}
+    return type(error)(message, **{**{name: getattr(error, name) for name in declared}, **fields})
 
 
 # ==== Helpers used everywhere ====
@@ -514,6 +605,64 @@ def _delete(conn, path, **options):
     return _request(conn, "DELETE", path, **options)
 
 
+def _route(path):
+    """Check a path given to a ``rest_*`` function: relative to ``conn.url``, one line.
+
+    >>> _route("/plugins/dicom-web")
+    '/plugins/dicom-web'
+    >>> _route("http://elsewhere/system")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'http://elsewhere/system'
+    """
+    text = path if isinstance(path, str) else ""
+    if not text.startswith("/") or text.startswith("//") \
+            or any(ord(c) < 33 or ord(c) == 127 for c in text):
+        raise OrthancValueError(
+            f"a REST path starts with '/' and is relative to conn.url, got {path!r}")
+    return text
+
+
+def rest_get(conn, path, *, query=None, timeout=None, raw=False):
+    """GET any route of the server (a plugin's, or one orthanc_fn does not wrap).
+
+    ``path`` starts with ``/`` and is relative to ``conn.url``; an absolute URL is refused
+    before any request, so credentials never go to another host. ``query`` is a dict of URL
+    arguments (or put them in ``path``, not both). Returns the decoded JSON (a str for a
+    text answer, None for an empty one), or ``bytes`` with ``raw=True``. The same pool,
+    timeouts (default 60 s), retries, typed errors and redaction as every other call.
+
+    >>> rest_get(Connection("http://127.0.0.1:9"), "https://example.org/")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'https://example.org/'
+    """
+    path = _route(path)
+    if query and "?" in path:
+        raise OrthancValueError(f"put the URL arguments in path or in query=, not both: {path!r}")
+    return _get(conn, path, query, timeout=timeout, raw=raw)
+
+
+def rest_post(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+    """POST to any route: ``json_body`` (sent as JSON) or ``body`` (bytes, with ``headers``).
+
+    As ``rest_get``; a POST is never sent twice once it may have reached the server.
+    """
+    return _post(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
+                 raw=raw)
+
+
+def rest_put(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+    """PUT to any route; see ``rest_post``."""
+    return _put(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
+                raw=raw)
+
+
+def rest_delete(conn, path, *, timeout=None):
+    """DELETE any route and return the decoded answer (usually None); see ``rest_get``."""
+    return _delete(conn, _route(path), timeout=timeout)
+
+
 # ==== System ====
 
 class Changes(NamedTuple):
@@ -695,6 +844,25 @@ def set_log_level(conn, level):
     return get_log_level(conn)
 
 
+def execute_lua_script(conn, script, *, timeout=None):
+    """Run a Lua script on the server and return what it printed (a str).
+
+    Orthanc: POST /tools/execute-script, allowed only with ``"ExecuteLuaEnabled": true`` in
+    the server's configuration (off by default): otherwise Orthanc answers 403 and the
+    ``NotAuthorized`` raised says so. A Lua error raises ``HttpError`` (500) with Orthanc's
+    message in ``orthanc['Details']``.
+    """
+    try:
+        answer = _post(conn, "/tools/execute-script", body=str(script).encode("utf-8"),
+                       headers={"Content-Type": "text/plain"}, timeout=timeout, raw=True)
+    except NotAuthorized as exc:
+        if exc.status != 403:
+            raise
+        raise _restated(exc, f"{exc}; Orthanc runs Lua from the REST API only with "
+                             "\"ExecuteLuaEnabled\": true in its configuration") from exc
+    return answer.decode("utf-8", "replace")
+
+
 # Features a database back-end may lack even on a recent Orthanc: /system "Capabilities" says.
 _CAPABILITIES = {"extended_find": "HasExtendedFind", "extended_changes": "HasExtendedChanges"}
 
@@ -734,22 +902,49 @@ def _require(conn, feature):
 
 # ==== Jobs ====
 
-def _start_job(conn, path, body=None, *, priority=None, timeout=None):
+def _start_job(conn, path, body=None, *, priority=None, user_data=None, timeout=None):
     """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
 
-    ``body`` is copied (never mutated) and gets ``"Asynchronous": true`` (and ``Priority``).
-    Used by every ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
+    ``body`` is copied (never mutated) and gets ``"Asynchronous": true``, and ``Priority``
+    and ``UserData`` when given. ``priority``: an int, higher runs first (Orthanc's default
+    is 0). ``user_data``: any JSON value, shown in the job's dict as ``UserData`` (Orthanc
+    >= 1.12.9, checked first since older servers drop it silently; also when ``body``
+    already carries it). Used by every
+    ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
     """
-    request = dict(body or {})
-    request["Asynchronous"] = True
-    if priority is not None:
-        request["Priority"] = int(priority)
+    request = dict(body or {}, Asynchronous=True, **_job_options(priority, user_data))
+    if "UserData" in request:
+        _require(conn, "job_user_data")
     return _post(conn, path, request, timeout=timeout)["ID"]
 
 
-def _run_job(conn, path, body=None, *, timeout=None, priority=None):
+def _job_options(priority=None, user_data=None):
+    """The ``Priority`` and ``UserData`` keys of a job's body, for the options given.
+
+    >>> _job_options(5), _job_options(user_data={"who": "me"})
+    ({'Priority': 5}, {'UserData': {'who': 'me'}})
+    """
+    options = {}
+    if priority is not None:
+        options["Priority"] = int(priority)
+    if user_data is not None:
+        options["UserData"] = user_data
+    return options
+
+
+def _run_job(conn, path, body=None, *, timeout=None, priority=None, user_data=None):
     """Start a job like ``_start_job``, wait for it with ``timeout`` and return its final dict."""
-    return wait_job(conn, _start_job(conn, path, body, priority=priority), timeout=timeout)
+    return wait_job(conn, _start_job(conn, path, body, priority=priority, user_data=user_data),
+                    timeout=timeout)
+
+
+def get_jobs(conn, *, expand=False):
+    """Return the ids of the jobs the server knows (running, pending and in its history).
+
+    With ``expand``, each job's dict (as ``get_job``) instead. Orthanc keeps the last
+    ``JobsHistorySize`` finished jobs (10 by default). Orthanc: GET /jobs[?expand].
+    """
+    return _get(conn, "/jobs?expand" if expand else "/jobs")
 
 
 def get_job(conn, job_id):
@@ -825,6 +1020,27 @@ def resubmit_job(conn, job_id):
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
 
 
+def delete_job(conn, job_id):
+    """Remove a finished job from the server's history.
+
+    Orthanc: DELETE /jobs/{id} (>= 1.12.2; older servers raise ``UnsupportedByServer``).
+    An unknown job raises ``NotFound``, and so does a job not finished yet (Orthanc looks
+    only in the history): the message then says its state (cancel it first).
+    """
+    try:
+        _delete(conn, f"/jobs/{_segment(job_id, 'job id')}")
+    except HttpError as exc:
+        if exc.status not in (404, 405):
+            raise
+        _require(conn, "delete_job")  # 1.10 answers 405: the route has no DELETE
+        try:
+            state = get_job(conn, job_id)["State"]
+        except NotFound:
+            raise exc from None
+        raise _restated(exc, f"{exc} (job {job_id} is {state}: Orthanc deletes only finished "
+                             "jobs; cancel_job it first)") from exc
+
+
 # ==== Resources ====
 
 def get_all_ids(conn, level):
@@ -889,21 +1105,26 @@ def get_children_ids(conn, level, orthanc_id, child_level):
     return [item if isinstance(item, str) else item["ID"] for item in answer]
 
 
-def delete(conn, level, orthanc_ids):
+def delete(conn, level, orthanc_ids, *, missing_ok=False):
     """Delete one resource (an id) or several (a list of ids).
 
-    One id: DELETE /{level}/{id}, ``NotFound`` when unknown. Several ids: one
-    POST /tools/bulk-delete (Orthanc >= 1.9.4, else one DELETE each), where Orthanc skips
-    the ids it does not know and does not check their level.
+    One id: DELETE /{level}/{id}, ``NotFound`` when unknown unless ``missing_ok`` (as
+    ``pathlib.Path.unlink``: an id already gone is then no error). Several ids: one
+    POST /tools/bulk-delete, where Orthanc skips the ids it does not know and does not check
+    their level.
     """
     level = _level(level)
     ids = _as_list(orthanc_ids)
     paths = [f"/{level}/{_segment(orthanc_id)}" for orthanc_id in ids]
-    if len(ids) > 1 and get_version(conn) >= FEATURES["bulk_delete"]:
+    if len(ids) > 1:
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
         return
     for path in paths:
-        _delete(conn, path)
+        try:
+            _delete(conn, path)
+        except NotFound:
+            if not missing_ok:
+                raise
 
 
 def get_resource_statistics(conn, level, orthanc_id):
@@ -912,6 +1133,44 @@ def get_resource_statistics(conn, level, orthanc_id):
     Orthanc: GET /{level}/{id}/statistics (patients, studies, series; instances on 1.12).
     """
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/statistics")
+
+
+def _protection(conn, method, patient_id, **options):
+    """Read or write ``/patients/{id}/protected``; an unknown patient raises ``NotFound``
+    (Orthanc 1.10 answers 400 "Parameter out of range" for it, kept as ``status``; newer
+    ones 404)."""
+    path = f"/patients/{_segment(patient_id)}/protected"
+    try:
+        return _request(conn, method, path, **options)
+    except HttpError as exc:
+        if exc.status != 400 or exists(conn, PATIENTS, patient_id):
+            raise
+        raise NotFound(f"{exc} (no patient {patient_id} on {conn.url})", status=exc.status,
+                       method=exc.method, url=exc.url, orthanc=exc.orthanc) from exc
+
+
+def is_protected(conn, patient_id):
+    """Tell whether a patient is protected from recycling (``MaximumStorageSize`` and
+    ``MaximumPatientCount`` never delete it).  Orthanc: GET /patients/{id}/protected."""
+    return _protection(conn, "GET", patient_id, raw=True).strip() == b"1"
+
+
+def set_protected(conn, patient_id, protected=True):
+    """Protect a patient from recycling, or (``protected=False``) remove the protection.
+
+    Orthanc: PUT /patients/{id}/protected with ``1`` or ``0``.
+    """
+    _protection(conn, "PUT", patient_id, body=b"1" if protected else b"0",
+                headers={"Content-Type": "text/plain"})
+
+
+def reconstruct(conn, level, orthanc_id):
+    """Re-read the stored files of a resource to rebuild its main tags and metadata in the
+    index (after a change of ``MainDicomTags`` in the configuration, for instance).
+
+    Orthanc: POST /{level}/{id}/reconstruct (synchronous; a large patient takes a while).
+    """
+    _post(conn, f"/{_level(level)}/{_segment(orthanc_id)}/reconstruct", {}, timeout=600)
 
 
 def get_first_instance_id(conn, level, orthanc_id):
@@ -1033,31 +1292,34 @@ def download_pdf(conn, instance_id, path):
     return path
 
 
-def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None):
+def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None,
+                priority=None, user_data=None):
     """Move (or copy) series into another study; return the target study id.
 
     The series get the target's patient and study tags and new UIDs. With
     ``keep_source=False`` the source series are deleted only once the job has stored every
-    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``).
-    Orthanc: POST /studies/{id}/merge as a job.
+    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``);
+    ``priority`` and ``user_data`` are the job's (see ``get_job``; user data needs Orthanc
+    >= 1.12.9). Orthanc: POST /studies/{id}/merge as a job.
     """
     ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(target_study_id)}/merge",
-                   {"Resources": ids, "KeepSource": True}, timeout=timeout)
+                   {"Resources": ids, "KeepSource": True}, timeout=timeout, priority=priority,
+                   user_data=user_data)
     return _move_done(conn, job, ids, keep_source)
 
 
 def split_study(conn, study_id, series_ids, replace_tags=None, keep_source=False, *,
-                timeout=None):
+                timeout=None, priority=None, user_data=None):
     """Move (or copy) series of a study into a new study; return the new study id.
 
     ``replace_tags`` sets study or patient tags of the new study. Sources go as in
-    ``merge_study``. Orthanc: POST /studies/{id}/split as a job.
+    ``merge_study``, and so do the job options. Orthanc: POST /studies/{id}/split as a job.
     """
     ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(study_id)}/split",
                    {"Series": ids, "Replace": dict(replace_tags or {}), "KeepSource": True},
-                   timeout=timeout)
+                   timeout=timeout, priority=priority, user_data=user_data)
     return _move_done(conn, job, ids, keep_source)
 
 
@@ -1149,6 +1411,18 @@ def get_simplified_tags(conn, instance_id):
     return _get(conn, f"/instances/{_segment(instance_id)}/tags", {"simplify": ""})
 
 
+def get_shared_tags(conn, level, orthanc_id):
+    """Return the tags that every instance of a patient, study or series has in common.
+
+    As ``Tags`` (see ``get_tags``); for an instance, all its tags.
+    Orthanc: GET /{level}/{id}/shared-tags (an instance: GET /instances/{id}/tags).
+    """
+    level = _level(level)
+    if level == INSTANCES:
+        return get_tags(conn, orthanc_id)
+    return Tags._from_orthanc(_get(conn, f"/{level}/{_segment(orthanc_id)}/shared-tags"))
+
+
 _USER_CONFIG = {"metadata": "UserMetadata", "attachments": "UserContentType"}
 _MISSING = object()
 
@@ -1168,9 +1442,9 @@ def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **opti
     except NotFound as exc:
         if not _is_undeclared(exc):
             raise
-        raise NotFound(f"{exc} ({kind} name {name!r} is not declared in the server's "
-                       f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
-                       "1024-65535)", **vars(exc)) from exc
+        raise _restated(exc, f"{exc} ({kind} name {name!r} is not declared in the server's "
+                        f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
+                        "1024-65535)") from exc
 
 
 def _is_undeclared(error):
@@ -1275,9 +1549,19 @@ def _if_match(revision):
     return {"If-Match": '"' + str(revision).strip('"') + '"'}
 
 
-def _get_with_revision(conn, level, orthanc_id, kind, name, suffix=""):
-    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag."""
-    response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix, stream=True)
+def _get_with_revision(conn, level, orthanc_id, kind, name, suffix="", default=_MISSING):
+    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag.
+
+    ``(default, None)`` when the resource has no such content and a ``default`` is given
+    (an unknown resource still raises ``NotFound``, as in ``_get_metadata``).
+    """
+    try:
+        response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix,
+                                 stream=True)
+    except NotFound as exc:
+        if default is _MISSING or _is_undeclared(exc) or not exists(conn, level, orthanc_id):
+            raise
+        return default, None
     try:
         data = response.read()
         etag = response.headers.get("ETag", "")
@@ -1286,22 +1570,35 @@ def _get_with_revision(conn, level, orthanc_id, kind, name, suffix=""):
     return data, etag.strip('"')
 
 
-def get_string_metadata_with_revision(conn, level, orthanc_id, name):
+def get_string_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
     """Return ``(value, revision)`` of a metadata; ``NotFound`` when missing.
 
-    Pass ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
+    With ``default`` given, a missing metadata gives ``(default, None)`` instead (as in
+    ``get_string_metadata``; an unknown resource still raises ``NotFound``). Pass
+    ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
     one else changed it meanwhile: a stale revision raises ``Conflict``. With
     ``CheckRevisions: true`` (Orthanc 1.9.2+, see ``get_capabilities``) replacing or deleting
     an existing metadata or attachment *needs* its current revision; without it, writes
     without a revision are accepted. Orthanc: GET /{level}/{id}/metadata/{name} (ETag).
     """
-    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name)
-    return data.decode("utf-8"), revision
+    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name,
+                                        default=default)
+    return (data if revision is None else data.decode("utf-8")), revision
 
 
-def get_binary_metadata_with_revision(conn, level, orthanc_id, name):
+def get_binary_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
     """Return ``(bytes, revision)`` of a metadata (see ``get_string_metadata_with_revision``)."""
-    return _get_with_revision(conn, level, orthanc_id, "metadata", name)
+    return _get_with_revision(conn, level, orthanc_id, "metadata", name, default=default)
+
+
+def get_all_metadata(conn, level, orthanc_id):
+    """Return every metadata of a resource as a dict name -> str value.
+
+    Orthanc's own (``ReceptionDate``, ``TransferSyntax``, ``Origin``...) and user metadata;
+    a user metadata that the configuration does not name comes back under its number
+    (``"1045"``). Orthanc: GET /{level}/{id}/metadata?expand (one request).
+    """
+    return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/metadata", {"expand": ""})
 
 
 def get_attachment_with_revision(conn, level, orthanc_id, name):
@@ -1375,7 +1672,7 @@ class UploadResult(NamedTuple):
 
 def _with_path(error, path, **context):
     """Return a copy of a ``BadFileFormat`` that names the file ``path``."""
-    return BadFileFormat(f"{path}: {error}", **dict(vars(error), path=path, **context))
+    return _restated(error, f"{path}: {error}", path=path, **context)
 
 
 def upload_file(conn, path):
@@ -1666,12 +1963,34 @@ def _unzip_files(files, folder):
 
 # ==== Download ====
 
-def get_file(conn, instance_id):
+def get_file(conn, instance_id, *, transcode=None):
     """Return the DICOM file of an instance as bytes.
 
-    Orthanc: GET /instances/{id}/file.
+    ``transcode``: a transfer syntax UID (``"1.2.840.10008.1.2.1"`` explicit little endian,
+    ``"1.2.840.10008.1.2.4.70"`` lossless JPEG...): the file re-encoded by Orthanc, nothing
+    stored (JPEG 2000 needs the GDCM plugin). Orthanc: GET /instances/{id}/file
+    (``?transcode=`` from 1.12.2; on older servers POST /instances/{id}/modify with
+    ``Transcode`` and the UIDs kept, which answers the file without storing it).
     """
-    return _get(conn, f"/instances/{_segment(instance_id)}/file", raw=True)
+    method, path, options = _file_route(conn, instance_id, transcode)
+    return _request(conn, method, path, raw=True, **options)
+
+
+def _file_route(conn, instance_id, transcode, has_query=None):
+    """``(method, path, options)`` of the request for an instance's file, maybe re-encoded.
+
+    ``has_query``: whether the server has ``?transcode=`` (asked when None).
+    """
+    path = f"/instances/{_segment(instance_id)}"
+    if transcode is None:
+        return "GET", path + "/file", {}
+    if has_query is None:
+        has_query = get_version(conn) >= FEATURES["transcode_file"]
+    if has_query:
+        return "GET", path + "/file", {"query": {"transcode": str(transcode)}}
+    keep = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    return "POST", path + "/modify", {
+        "json_body": {"Transcode": str(transcode), "Keep": keep, "Force": True}}
 
 
 def _save(conn, method, path, dest, progress=None, *, zip_file=False, **options):
@@ -1723,43 +2042,59 @@ def _is_whole_zip(path):
         return False
 
 
-def download_file(conn, instance_id, path, *, progress=None):
+def download_file(conn, instance_id, path, *, progress=None, transcode=None):
     """Save the DICOM file of an instance to ``path``, streamed; return ``path``.
 
-    Orthanc: GET /instances/{id}/file. A failed download leaves no partial file.
+    ``transcode`` as in ``get_file``. Orthanc: GET /instances/{id}/file. A failed download
+    leaves no partial file.
     """
-    return _save(conn, "GET", f"/instances/{_segment(instance_id)}/file", path, progress)
+    method, route, options = _file_route(conn, instance_id, transcode)
+    return _save(conn, method, route, path, progress, **options)
 
 
-def download_archive(conn, level, orthanc_id, path, progress=None):
+def download_archive(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save the ZIP of a resource to ``path``, streamed in constant memory; return ``path``.
 
     Orthanc: GET /{level}/{id}/archive (an instance: POST /tools/create-archive).
     ``progress(done_bytes, total_bytes_or_None)``. A failed download leaves no partial file.
+    ``transcode``: every file of the ZIP re-encoded to this transfer syntax (see
+    ``get_file``), nothing stored.
     """
-    return _save_zip(conn, "archive", level, orthanc_id, path, progress)
+    return _save_zip(conn, "archive", level, orthanc_id, path, progress, transcode)
 
 
-def _save_zip(conn, kind, level, orthanc_id, path, progress):
+def _save_zip(conn, kind, level, orthanc_id, path, progress, transcode):
     """Stream a resource's ``archive`` or ``media`` ZIP to ``path`` (see ``_save``)."""
     level = _level(level)
     if level == INSTANCES:
-        return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=300,
-                     zip_file=True,
-                     json_body={"Resources": [_segment(orthanc_id)], "Synchronous": True})
+        return _save_zip_of(conn, kind, [_segment(orthanc_id)], path, progress, transcode)
+    query = None if transcode is None else {"transcode": str(transcode)}
     return _save(conn, "GET", f"/{level}/{_segment(orthanc_id)}/{kind}", path, progress,
-                 timeout=300, zip_file=True)
+                 query=query, timeout=300, zip_file=True)
+
+
+def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=300):
+    """Stream the ``archive`` or ``media`` ZIP of resources of any levels to ``path``.
+
+    Orthanc: POST /tools/create-{kind} (synchronous, streamed since 1.9.4).
+    """
+    body = {"Resources": list(orthanc_ids), "Synchronous": True}
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=timeout,
+                 zip_file=True, json_body=body)
 
 
 _DOWNLOAD_WORKERS = 8  # parallel downloads over the shared pool (32 sockets)
 
 
-def download_instances(conn, orthanc_ids, folder, *, workers=None):
+def download_instances(conn, orthanc_ids, folder, *, workers=None, transcode=None):
     """Save each instance as ``folder/{id}.dcm``, in parallel; return ``[(id, path)]``.
 
     ``folder`` is created if needed. ``workers`` parallel downloads (default 8), each
     streamed like ``download_file``; the first error is raised once the downloads in flight
-    end, and no partial file is left. Orthanc: GET /instances/{id}/file, one per instance.
+    end, and no partial file is left. ``transcode`` as in ``get_file`` (the server's version
+    is asked once). Orthanc: GET /instances/{id}/file, one per instance.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1767,19 +2102,25 @@ def download_instances(conn, orthanc_ids, folder, *, workers=None):
     os.makedirs(folder, exist_ok=True)
     ids = _as_list(orthanc_ids)
     paths = [os.path.join(folder, _segment(orthanc_id) + ".dcm") for orthanc_id in ids]
+    has_query = transcode is not None and get_version(conn) >= FEATURES["transcode_file"]
+
+    def save(orthanc_id, path):
+        method, route, options = _file_route(conn, orthanc_id, transcode, has_query)
+        return _save(conn, method, route, path, **options)
+
     with ThreadPoolExecutor(max(1, int(workers or _DOWNLOAD_WORKERS)),
                             thread_name_prefix="orthanc_fn-download") as pool:
-        saved = list(pool.map(lambda pair: download_file(conn, *pair), zip(ids, paths)))
+        saved = list(pool.map(save, ids, paths))
     return list(zip(ids, saved))
 
 
-def download_media(conn, level, orthanc_id, path, progress=None):
+def download_media(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save a resource as a ZIP with a DICOMDIR (DICOM media), streamed; return ``path``.
 
-    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress and
-    partial files as in ``download_archive``.
+    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress,
+    partial files and ``transcode`` as in ``download_archive``.
     """
-    return _save_zip(conn, "media", level, orthanc_id, path, progress)
+    return _save_zip(conn, "media", level, orthanc_id, path, progress, transcode)
 
 
 # ==== Find and statistics ====
@@ -1885,6 +2226,15 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
 
 
 def _as_date(value):
+    """Read a date, datetime, ``'YYYY-MM-DD'`` or ``'YYYYMMDD'`` (the one rule of both files).
+
+    >>> _as_date("20260130"), _as_date("2026-01-30"), _as_date(datetime.datetime(2026, 1, 30, 9))
+    (datetime.date(2026, 1, 30), datetime.date(2026, 1, 30), datetime.date(2026, 1, 30))
+    >>> _as_date("30/01/2026")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: invalid date '30/01/2026': use a datetime.date, 'YYYY-MM-DD' or 'YYYYMMDD'
+    """
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
@@ -1946,15 +2296,35 @@ def print_daily_stats(conn, level, from_date=None, to_date=None):
 
 # Keeping or setting one of these may give the new resource the original's ids: then Orthanc's
 # KeepSource=false would delete the result too (checked on 1.10.1), so we delete ourselves.
-_UID_TAGS = {"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
-             "0020,000D", "0020,000E", "0008,0018"}
+_UID_TAGS = frozenset({"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
+                       "0020,000D", "0020,000E", "0008,0018"})
 
 
-def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
+def _modification_body(conn, replace_tags, remove_tags, keep_tags, force, *,
+                       keep_private_tags=None, transcode=None, permissive=False,
+                       private_creator=None, dicom_version=None, keep_labels=False,
+                       priority=None, user_data=None):
+    """The JSON body of a modification or anonymization (Orthanc's own keys).
+
+    ``keep_labels`` needs Orthanc 1.12.3 (checked here: older servers ignore it silently);
+    ``priority`` and ``user_data`` go to the job (see ``_start_job``).
+    """
     body = {"Replace": dict(replace_tags or {}), "Remove": _as_list(remove_tags),
             "Keep": _as_list(keep_tags), "Force": bool(force)}
     if keep_private_tags is not None:
         body["KeepPrivateTags"] = bool(keep_private_tags)
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    if permissive:
+        body["Permissive"] = True
+    if private_creator is not None:
+        body["PrivateCreator"] = str(private_creator)
+    if dicom_version is not None:
+        body["DicomVersion"] = str(dicom_version)
+    if keep_labels:
+        _require(conn, "keep_labels")
+        body["KeepLabels"] = True
+    body.update(_job_options(priority, user_data))
     return body
 
 
@@ -2028,7 +2398,8 @@ def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
 
 def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remove_tags=(),
               force=False, keep_private_tags=False, delete_original=False, timeout=None,
-              progress=None):
+              progress=None, transcode=None, priority=None, permissive=False,
+              private_creator=None, dicom_version=None, keep_labels=False, user_data=None):
     """Anonymize a patient, study, series or instance and return the new resource's id.
 
     ``keep_tags`` keeps these tags' values, ``replace_tags`` maps keywords to new values,
@@ -2037,50 +2408,79 @@ def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remov
     once the anonymized copy is stored (Orthanc's ``KeepSource``). Runs as a job waited for
     ``timeout`` s (None: one hour), reporting ``progress(percent, 100)`` as ``wait_job`` does;
     an instance is anonymized in one request and the answer stored.
-    Orthanc: POST /{level}/{id}/anonymize.
+
+    More of Orthanc's options: ``transcode`` (a transfer syntax UID: the new instances are
+    stored re-encoded, e.g. ``"1.2.840.10008.1.2.4.70"`` lossless JPEG), ``permissive``
+    (Orthanc goes on past instances it cannot modify), ``private_creator`` (the creator of
+    the private tags in ``replace_tags``), ``dicom_version`` (the anonymization profile,
+    ``"2008"``, ``"2017c"``, ``"2021b"``, ``"2023b"``; Orthanc's newest by default),
+    ``keep_labels`` (the new resources get the labels of the originals; Orthanc >= 1.12.3),
+    ``priority`` and ``user_data`` (the job's, see ``_start_job``; user data needs Orthanc
+    >= 1.12.9). Orthanc: POST /{level}/{id}/anonymize.
 
     Raises:
         HttpError: Orthanc refused the request (its message says why); nothing changed.
         JobFailed, OrthancTimeout: see ``wait_job``; the original is kept.
+        UnsupportedByServer: ``keep_labels`` or ``user_data`` on a server too old for it.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _modification(conn, "anonymize", level, orthanc_id, body, delete_original, timeout,
                          progress)
 
 
 def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None,
                      remove_tags=(), force=False, keep_private_tags=False,
-                     delete_original=False):
+                     delete_original=False, transcode=None, priority=None, permissive=False,
+                     private_creator=None, dicom_version=None, keep_labels=False,
+                     user_data=None):
     """Start ``anonymize`` as an Orthanc job and return the job id at once.
 
     The finished job's ``Content['ID']`` is the new resource (for an instance, which runs
     through /tools/bulk-anonymize, ``Content['Resources']`` lists the new instance and its
     parents). With ``delete_original`` and a kept or replaced UID, the original is kept (only
-    ``anonymize`` can check the result first).
+    ``anonymize`` can check the result first). Options as in ``anonymize``.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _start_modification(conn, "anonymize", level, orthanc_id, body, delete_original)
 
 
 def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-           force=False, delete_original=True, timeout=None, progress=None):
+           force=False, delete_original=True, timeout=None, progress=None, transcode=None,
+           priority=None, permissive=False, private_creator=None, keep_labels=False,
+           user_data=None):
     """Modify a patient, study, series or instance and return the modified resource's id.
 
     Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
     gives the result new UIDs unless they are kept; keeping them all rewrites the resource in
     place (the same id comes back; instances need ``OverwriteInstances`` on the server, else
     ``Conflict``). The original is deleted by default, only once the result is stored.
+    ``transcode`` alone (with the UIDs kept) re-encodes a resource in place.
     Orthanc: POST /{level}/{id}/modify.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _modification(conn, "modify", level, orthanc_id, body, delete_original, timeout,
                          progress)
 
 
 def modify_as_job(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                  force=False, delete_original=True):
+                  force=False, delete_original=True, transcode=None, priority=None,
+                  permissive=False, private_creator=None, keep_labels=False, user_data=None):
     """Start ``modify`` as an Orthanc job and return the job id (see ``anonymize_as_job``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _start_modification(conn, "modify", level, orthanc_id, body, delete_original)
 
 
@@ -2094,7 +2494,6 @@ class BulkResult(NamedTuple):
 
 def _start_bulk(conn, action, level, orthanc_ids, body, delete_original):
     """Start /tools/bulk-{action} on resources of one level; return the job id."""
-    _require(conn, "bulk_modify")
     body = dict(body, Resources=_as_list(orthanc_ids), Level=_ORTHANC_LEVEL[_level(level)],
                 KeepSource=not delete_original or _touches_uids(body))
     return _start_job(conn, f"/tools/bulk-{action}", body)
@@ -2117,42 +2516,63 @@ def _run_bulk(conn, action, level, orthanc_ids, body, delete_original, timeout):
 
 
 def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                force=False, delete_original=True, timeout=None):
+                force=False, delete_original=True, timeout=None, transcode=None, priority=None,
+                permissive=False, private_creator=None, keep_labels=False, user_data=None):
     """Modify several resources of one level in one job; return the new ids per level.
 
     Options as in ``modify`` (originals deleted by default, once the results are stored).
     ``timeout`` bounds the wait; a failed job raises ``JobFailed``.
     Orthanc: POST /tools/bulk-modify (1.9.4) as a job.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _run_bulk(conn, "modify", level, orthanc_ids, body, delete_original, timeout)
 
 
 def modify_bulk_as_job(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(),
-                       keep_tags=(), force=False, delete_original=True):
+                       keep_tags=(), force=False, delete_original=True, transcode=None,
+                       priority=None, permissive=False, private_creator=None,
+                       keep_labels=False, user_data=None):
     """Start ``modify_bulk`` and return the job id; its ``Content['Resources']`` lists the
     new resources (``{'Type', 'ID', 'Path'}``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _start_bulk(conn, "modify", level, orthanc_ids, body, delete_original)
 
 
 def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
                    remove_tags=(), force=False, keep_private_tags=False, delete_original=False,
-                   timeout=None):
+                   timeout=None, transcode=None, priority=None, permissive=False,
+                   private_creator=None, dicom_version=None, keep_labels=False,
+                   user_data=None):
     """Anonymize several resources of one level in one job; return the new ids per level.
 
     Options as in ``anonymize`` (originals kept by default). A failed job raises
     ``JobFailed``. Orthanc: POST /tools/bulk-anonymize (1.9.4) as a job.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _run_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original, timeout)
 
 
 def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
                           remove_tags=(), force=False, keep_private_tags=False,
-                          delete_original=False):
+                          delete_original=False, transcode=None, priority=None,
+                          permissive=False, private_creator=None, dicom_version=None,
+                          keep_labels=False, user_data=None):
     """Start ``anonymize_bulk`` and return the job id (see ``modify_bulk_as_job``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _start_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original)
 
 
@@ -2161,21 +2581,30 @@ def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tag
 _NETWORK_PROTOCOL = 9  # OrthancStatus of "Error in the network protocol" (refused, aborted...)
 _LEVEL_UID = {PATIENTS: "PatientID", STUDIES: "StudyInstanceUID", SERIES: "SeriesInstanceUID",
               INSTANCES: "SOPInstanceUID"}
+# What a C-MOVE / C-GET identifier names at each level: the UID and, below the study, its parents
+_RETRIEVE_KEYS = {PATIENTS: ("PatientID",), STUDIES: ("StudyInstanceUID",),
+                  SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+                  INSTANCES: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+_RETRIEVE_ROUTES = {"C-MOVE": "move", "C-GET": "get"}
 
 
 def _dicom_timeouts(timeout, default):
     """Return ``(DICOM timeout for Orthanc, HTTP read timeout)`` for a whole-call ``timeout``.
 
-    The read timeout always outlasts the DICOM one, so Orthanc reports a dead remote first.
+    The DICOM timeout is what fits ``_DICOM_WAITS`` times in ``timeout`` with the margin (at
+    most ``_DICOM_TIMEOUT``, at least 1 s); the read timeout always outlasts Orthanc's own
+    waiting, so Orthanc reports a silent remote first.
 
     >>> _dicom_timeouts(None, 120)
     (10, 120.0)
-    >>> _dicom_timeouts(3, 120)
-    (3, 13.0)
+    >>> _dicom_timeouts(15, 120)
+    (5, 15.0)
+    >>> _dicom_timeouts(2, 120)
+    (1, 7.0)
     """
     total = float(default if timeout is None else timeout)
-    dicom = max(1, min(_DICOM_TIMEOUT, int(total)))
-    return dicom, max(total, float(dicom + _DICOM_MARGIN))
+    dicom = max(1, min(_DICOM_TIMEOUT, int((total - _DICOM_MARGIN) // _DICOM_WAITS)))
+    return dicom, max(total, float(_DICOM_WAITS * dicom + _DICOM_MARGIN))
 
 
 def _modality_path(modality, action):
@@ -2185,13 +2614,14 @@ def _modality_path(modality, action):
 def modality_echo(conn, modality, *, timeout=None):
     """Tell whether a configured DICOM modality answers a C-ECHO.
 
-    False when the remote refuses, aborts or does not answer within ``timeout`` s (default
-    10, sent to Orthanc as the DICOM timeout). Orthanc: POST /modalities/{name}/echo.
+    False when the remote refuses, aborts or does not answer. ``timeout`` bounds the call
+    (default 25 s: Orthanc waits 10 s for the echo, then 10 s for the release; see
+    ``_dicom_timeouts``). Orthanc: POST /modalities/{name}/echo.
 
     Raises:
         NotFound: ``modality`` is not configured on this Orthanc.
     """
-    dicom, read = _dicom_timeouts(timeout, _DICOM_TIMEOUT)
+    dicom, read = _dicom_timeouts(timeout, _DICOM_WAITS * _DICOM_TIMEOUT + _DICOM_MARGIN)
     try:
         _post(conn, _modality_path(modality, "echo"), {"Timeout": dicom}, timeout=read)
     except HttpError as exc:
@@ -2201,28 +2631,33 @@ def modality_echo(conn, modality, *, timeout=None):
     return True
 
 
-def modality_query(conn, modality, level, query, *, timeout=None):
+def modality_query(conn, modality, level, query, *, timeout=None, normalize=True):
     """Run a C-FIND on a modality and return every answer, fetched in one request.
 
     Each answer is ``{'remote_modality_id', 'level', 'dicom_id', 'tags'}``: ``level`` is the
     canonical level, ``dicom_id`` the answer's UID at that level (``PatientID`` for patients)
     and ``tags`` its simplified tags. ``query`` maps tag names to DICOM matching values
-    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``timeout`` bounds the whole call
-    (default 120 s). Orthanc: POST /modalities/{name}/query, then
+    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``normalize=False`` sends the
+    query as given (Orthanc's ``"Normalize": false``): tags outside Orthanc's main tags of the
+    level are asked and come back. ``timeout`` bounds the whole call (default 120 s; a silent
+    remote raises Orthanc's ``HttpError`` after twice the DICOM timeout, see
+    ``_dicom_timeouts``). Orthanc: POST /modalities/{name}/query, then
     GET /queries/{id}/answers?expand&simplify.
     """
     level = _level(level)
     dicom, read = _dicom_timeouts(timeout, 120)
     body = {"Level": _ORTHANC_LEVEL[level], "Query": dict(query), "Timeout": dicom}
+    if not normalize:
+        body["Normalize"] = False
     query_id = _post(conn, _modality_path(modality, "query"), body, timeout=read)["ID"]
     answers = _get(conn, f"/queries/{_segment(query_id, 'query id')}/answers?expand&simplify")
     return [{"remote_modality_id": modality, "level": level,
              "dicom_id": tags.get(_LEVEL_UID[level]), "tags": tags} for tags in answers]
 
 
-def modality_query_studies(conn, modality, query, *, timeout=None):
+def modality_query_studies(conn, modality, query, *, timeout=None, normalize=True):
     """Run a study-level C-FIND; see ``modality_query``."""
-    return modality_query(conn, modality, STUDIES, query, timeout=timeout)
+    return modality_query(conn, modality, STUDIES, query, timeout=timeout, normalize=normalize)
 
 
 def modality_find_worklist(conn, modality, query, *, timeout=None):
@@ -2230,7 +2665,7 @@ def modality_find_worklist(conn, modality, query, *, timeout=None):
 
     ``query`` names the tags to match and to return, e.g. ``{"PatientName": "DOE*",
     "AccessionNumber": "", "ScheduledProcedureStepSequence": [{"Modality": "CT"}]}``.
-    ``timeout`` bounds the whole call (default 120 s).
+    ``timeout`` bounds the whole call as in ``modality_query`` (default 120 s).
     Orthanc: POST /modalities/{name}/find-worklist.
     """
     dicom, read = _dicom_timeouts(timeout, 120)
@@ -2238,54 +2673,143 @@ def modality_find_worklist(conn, modality, query, *, timeout=None):
                  {"Query": dict(query), "Timeout": dicom}, timeout=read)
 
 
-def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None):
-    """Ask a modality to C-MOVE resources to this Orthanc (or to ``target_aet``); wait for it.
+def _retrieve_identifiers(level, dicom_ids):
+    """Orthanc's ``Resources`` of a C-MOVE / C-GET: one dict of UIDs per identifier.
 
-    ``dicom_ids``: one UID or a list, at ``level`` (``PatientID`` for patients); an item may
-    also be a dict naming the full identifier (``{"StudyInstanceUID": ..., "SeriesInstanceUID":
-    ...}``) for remotes that want it. From Orthanc 1.11.1 the move runs as a job waited for
-    at most ``timeout`` s (None: one hour); on older servers it is one synchronous call
-    whose read timeout is ``timeout`` (default 600 s). A failed move raises ``JobFailed`` or
-    ``HttpError`` carrying Orthanc's details. Orthanc: POST /modalities/{name}/move.
+    One identifier is a UID (patient and study levels), a dict of UIDs, or a tuple of UIDs
+    from the study down; anything else is a sequence of identifiers. Below the study an
+    identifier must name its parents (Orthanc and the remotes need them): a bare UID is refused.
+
+    >>> _retrieve_identifiers(STUDIES, ("1.2", "1.3"))
+    [{'StudyInstanceUID': '1.2'}, {'StudyInstanceUID': '1.3'}]
+    >>> _retrieve_identifiers(SERIES, ("1.2", "1.2.3"))
+    [{'StudyInstanceUID': '1.2', 'SeriesInstanceUID': '1.2.3'}]
+    >>> _retrieve_identifiers(SERIES, "1.2.3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: C-MOVE/C-GET identifier '1.2.3' at level series lacks ...
+    """
+    keys = _RETRIEVE_KEYS[level]
+    single = isinstance(dicom_ids, (str, Mapping)) or (
+        isinstance(dicom_ids, tuple) and len(keys) > 1
+        and all(isinstance(uid, str) for uid in dicom_ids))
+    resources = []
+    for item in [dicom_ids] if single else list(dicom_ids):
+        if isinstance(item, Mapping):
+            resource = dict(item)
+        elif isinstance(item, str):
+            resource = {keys[-1]: item}
+        elif isinstance(item, tuple) and len(item) == len(keys) > 1:
+            resource = dict(zip(keys, item))
+        else:
+            raise OrthancValueError(
+                f"C-MOVE/C-GET identifier {item!r} at level {level}: give a UID, a dict of "
+                f"UIDs or a tuple ({', '.join(keys)})")
+        missing = [key for key in keys if not resource.get(key)]
+        if missing:
+            raise OrthancValueError(
+                f"C-MOVE/C-GET identifier {item!r} at level {level} lacks "
+                f"{', '.join(missing)}: below the study, pass a (study_uid, series_uid"
+                "[, sop_uid]) tuple or a dict of UIDs")
+        resources.append(resource)
+    return resources
+
+
+def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, timeout):
+    """Check a retrieve's arguments (and the server for C-GET).
+
+    Returns ``(path, body, read timeout)`` for ``_dicom_timeouts(timeout, 600)``.
     """
     level = _level(level)
-    resources = [dict(item) if isinstance(item, dict) else {_LEVEL_UID[level]: item}
-                 for item in _as_list(dicom_ids)]
+    if method not in _RETRIEVE_ROUTES:
+        raise OrthancValueError(f"method must be 'C-MOVE' or 'C-GET', got {method!r}")
+    if method == "C-GET" and target_aet is not None:
+        raise OrthancValueError("C-GET retrieves into this Orthanc only: no target_aet")
     dicom, read = _dicom_timeouts(timeout, 600)
-    body = {"Level": _ORTHANC_LEVEL[level], "Resources": resources, "Timeout": dicom}
+    body = {"Level": _ORTHANC_LEVEL[level], "Resources": _retrieve_identifiers(level, dicom_ids),
+            "Timeout": dicom}
     if target_aet is not None:
         body["TargetAet"] = target_aet
-    path = _modality_path(modality, "move")
-    if get_version(conn) >= FEATURES["asynchronous_move"]:
-        _run_job(conn, path, body, timeout=timeout)
+    if method == "C-GET":
+        _require(conn, "c_get")
+    return _modality_path(modality, _RETRIEVE_ROUTES[method]), body, read
+
+
+def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, *,
+                             method="C-MOVE", priority=None, user_data=None):
+    """Start a retrieve from a modality as an Orthanc job; return the job id at once.
+
+    Arguments as in ``modality_retrieve``; ``priority`` and ``user_data``: see
+    ``merge_study``. The finished job's ``Content`` lists what
+    arrived (Orthanc: ``Content.Details[i].ReceivedInstancesIds``, on the versions that
+    report it). Orthanc: POST /modalities/{name}/move (asynchronous: 1.11.1) or
+    /modalities/{name}/get (1.12.6).
+    """
+    path, body, _ = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                      None)
+    if method == "C-MOVE":
+        _require(conn, "asynchronous_move")
+    return _start_job(conn, path, body, priority=priority, user_data=user_data)
+
+
+def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None,
+                      method="C-MOVE", priority=None, user_data=None):
+    """Retrieve resources from a modality into this Orthanc (C-MOVE or C-GET); wait for it.
+
+    ``dicom_ids``: one identifier or a list. At the patient and study levels an identifier is
+    the ``PatientID`` / ``StudyInstanceUID``; below the study it carries its parents: a
+    ``(study_uid, series_uid[, sop_uid])`` tuple or Orthanc's own dict
+    (``{"StudyInstanceUID": ..., "SeriesInstanceUID": ...}``; one dict is one identifier). A
+    bare series or instance UID raises ``OrthancValueError`` before any request (find its
+    study with ``modality_query`` first). ``method="C-MOVE"`` asks the remote to send to this
+    Orthanc's AET (or ``target_aet``); ``"C-GET"`` (Orthanc 1.12.6) receives on the same
+    association, with no need for the remote to know this Orthanc. From Orthanc 1.11.1 the
+    retrieve runs as a job waited for at most ``timeout`` s (None: one hour); a C-MOVE on
+    older servers is one synchronous call whose read timeout is ``timeout`` (default 600 s).
+    A failed retrieve raises ``JobFailed`` or ``HttpError`` carrying Orthanc's details
+    (but Orthanc 1.12.7 ends a C-GET from a remote that never answers in success, as if
+    nothing matched). ``priority`` and ``user_data``: see ``merge_study`` (on a server
+    older than 1.11.1, ``priority`` goes to the synchronous call).
+    Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
+    """
+    path, body, read = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                         timeout)
+    if method == "C-GET" or get_version(conn) >= FEATURES["asynchronous_move"]:
+        _run_job(conn, path, body, timeout=timeout, priority=priority, user_data=user_data)
     else:
-        _post(conn, path, body, timeout=read)
+        if user_data is not None:
+            _require(conn, "job_user_data")
+        _post(conn, path, dict(body, **_job_options(priority)), timeout=read)
 
 
-def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
-    """C-MOVE one study from a modality into this Orthanc and return its local orthanc id.
+def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE",
+                            priority=None, user_data=None):
+    """Retrieve one study from a modality into this Orthanc and return its local orthanc id.
 
-    See ``modality_retrieve``. Raises ``NotFound`` if the move ended without the study
+    See ``modality_retrieve``. Raises ``OrthancError`` if the retrieve ended without the study
     arriving (a remote that sends asynchronously after answering, for instance).
     """
-    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout)
+    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout, method=method,
+                      priority=priority, user_data=user_data)
     orthanc_id = lookup(conn, STUDIES, dicom_id)
     if orthanc_id is None:
-        raise NotFound(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
-                       f"{conn.url} has no such study")
+        raise OrthancError(f"{method} of study {dicom_id} from modality {modality!r} ended, "
+                           f"but {conn.url} has no such study")
     return orthanc_id
 
 
-def modality_send_as_job(conn, modality, orthanc_ids):
+def modality_send_as_job(conn, modality, orthanc_ids, *, priority=None, user_data=None):
     """Start a C-STORE of resources (any level) to a modality; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study``.
     Orthanc: POST /modalities/{name}/store (asynchronous).
     """
     return _start_job(conn, _modality_path(modality, "store"),
-                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT})
+                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT},
+                      priority=priority, user_data=user_data)
 
 
-def modality_send(conn, modality, orthanc_ids, timeout=None):
+def modality_send(conn, modality, orthanc_ids, timeout=None, *, priority=None, user_data=None):
     """C-STORE resources (any level) to a modality and return the job's ``Content``.
 
     ``Content`` holds ``InstancesCount``, ``FailedInstancesCount``, ``RemoteAet``...
@@ -2293,8 +2817,9 @@ def modality_send(conn, modality, orthanc_ids, timeout=None):
     by the DICOM timeout). A refused or failed association raises ``JobFailed`` whose message
     carries Orthanc's ``ErrorDetails``. See ``modality_send_as_job``.
     """
-    return wait_job(conn, modality_send_as_job(conn, modality, orthanc_ids),
-                    timeout=timeout)["Content"]
+    job_id = modality_send_as_job(conn, modality, orthanc_ids, priority=priority,
+                                  user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def get_modalities(conn):
@@ -2327,20 +2852,23 @@ def _peer_path(peer, action=None):
     return path if action is None else f"{path}/{action}"
 
 
-def peer_send_as_job(conn, peer, orthanc_ids):
+def peer_send_as_job(conn, peer, orthanc_ids, *, priority=None, user_data=None):
     """Start sending resources (any level) to an Orthanc peer over HTTP; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study``.
     Orthanc: POST /peers/{name}/store (asynchronous).
     """
-    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)})
+    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)},
+                      priority=priority, user_data=user_data)
 
 
-def peer_send(conn, peer, orthanc_ids, timeout=None):
+def peer_send(conn, peer, orthanc_ids, timeout=None, *, priority=None, user_data=None):
     """Send resources to an Orthanc peer and return the job's ``Content``.
 
     ``timeout``: seconds to wait for the job (None: one hour). See ``peer_send_as_job``.
     """
-    return wait_job(conn, peer_send_as_job(conn, peer, orthanc_ids), timeout=timeout)["Content"]
+    job_id = peer_send_as_job(conn, peer, orthanc_ids, priority=priority, user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def get_peers(conn):
@@ -2388,8 +2916,8 @@ def _transfers_start(conn, peer, orthanc_ids, level, compress):
     try:
         return _post(conn, "/transfers/send", body)
     except NotFound as exc:
-        raise NotFound(f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers plugin "
-                       "loaded?)", **vars(exc)) from exc
+        raise _restated(exc, f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers "
+                        "plugin loaded?)") from exc
 
 
 def transfers_send_as_job(conn, peer, orthanc_ids, level, compress=True):
@@ -2414,8 +2942,8 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
 
     Raises:
         JobFailed: the transfer failed (an unknown resource, an unreachable peer...).
-        OrthancError: the transfer runs on the peer and ``peer_conn`` is None; ``remote_job``
-            and ``job_url`` say where to follow it.
+        TransferOnPeer: the transfer runs on the peer and ``peer_conn`` is None; its
+            ``remote_job`` and ``job_url`` say where to follow it.
         NotFound: unknown peer, or the plugin is not loaded.
     """
     answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
@@ -2425,7 +2953,7 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     remote_job = answer["RemoteJob"]
     job_url = re.sub(r"(?<!:)//+", "/", answer.get("URL", ""))
     if peer_conn is None:
-        raise OrthancError(
+        raise TransferOnPeer(
             f"the transfer to peer {peer!r} was started as job {remote_job} on the peer "
             f"({job_url}) because the peer pulls (RemoteSelf); pass peer_conn=Connection(...) "
             "for the peer to wait for it there", remote_job=remote_job, job_url=job_url,
@@ -2433,14 +2961,25 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     wait_job(peer_conn, remote_job, timeout=timeout)
 
 
-def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
+def dicomweb_send_as_job(conn, server, orthanc_ids, *, priority=None, user_data=None):
+    """Start sending resources (any level) to a DICOMweb server with STOW-RS; return the job id.
+
+    ``priority`` and ``user_data``: see ``merge_study`` (the DICOMweb plugin keeps the
+    priority but drops the user data, even on Orthanc 1.13).
+    Orthanc: POST /dicom-web/servers/{name}/stow with ``"Synchronous": false`` (DICOMweb plugin).
+    """
+    return _start_job(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
+                      {"Resources": _as_list(orthanc_ids), "Synchronous": False},
+                      priority=priority, user_data=user_data)
+
+
+def dicomweb_send(conn, server, orthanc_ids, *, timeout=None, priority=None, user_data=None):
     """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
 
-    ``timeout``: seconds to wait for the job (None: one hour).
-    Orthanc: POST /dicom-web/servers/{name}/stow (DICOMweb plugin).
+    ``timeout``: seconds to wait for the job (None: one hour). See ``dicomweb_send_as_job``.
     """
-    job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
-                   {"Resources": _as_list(orthanc_ids), "Synchronous": False})["ID"]
+    job_id = dicomweb_send_as_job(conn, server, orthanc_ids, priority=priority,
+                                  user_data=user_data)
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
@@ -2682,7 +3221,9 @@ def instances_set_from_instances(conn, instances_ids):
 
 
 def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(),
-                         keep_source=True, force=False, *, timeout=600.0):
+                         keep_source=True, force=False, *, timeout=600.0, transcode=None,
+                         priority=None, permissive=False, private_creator=None,
+                         keep_labels=False, user_data=None):
     """Modify every instance of ``s`` and return the set of the modified instances.
 
     ``replace_tags``, ``remove_tags``, ``keep_tags`` and ``force`` are Orthanc's ``Replace``,
@@ -2691,7 +3232,8 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     does it and the returned set is of the new study; Orthanc 1.10 refuses: ``JobFailed``
     with its reason). The job is waited for at most ``timeout`` seconds. Orthanc always
     keeps the sources; with ``keep_source=False`` they are deleted afterwards, only once
-    every modified instance is confirmed on the server.
+    every modified instance is confirmed on the server. ``transcode``, ``priority``,
+    ``permissive``, ``private_creator``, ``keep_labels`` and ``user_data`` as in ``modify``.
 
     Keeping the UIDs (``keep_tags=["StudyInstanceUID", "SeriesInstanceUID",
     "SOPInstanceUID"]``, which needs ``force=True``) rewrites each instance in place, with
@@ -2708,13 +3250,16 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     """
     if not s:
         return s
-    body = dict(_modification_body(replace_tags, remove_tags, keep_tags, force),
-                Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
+    body = dict(_modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data),
+        Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
     in_place = _touches_uids(body)  # then compare the stored files before and after
     files_before = {one["ID"]: one["FileUuid"]
                     for one in _bulk_content(conn, "Instance", s.instances_ids)} if in_place else {}
     try:
-        job = _bulk(conn, "bulk_modify", _run_job, "/tools/bulk-modify", body, timeout=timeout)
+        job = _run_job(conn, "/tools/bulk-modify", body, timeout=timeout)
     except JobFailed as exc:
         if in_place and exc.job.get("ErrorCode") == _CANNOT_STORE_INSTANCE:
             raise JobFailed(_not_overwritten(conn, exc), job=exc.job) from exc
@@ -2741,21 +3286,20 @@ def delete_instances_set(conn, s):
     Ids that are already gone are ignored. Orthanc: POST /tools/bulk-delete (1.9.4).
     """
     if s:
-        _bulk(conn, "bulk_delete", _post, "/tools/bulk-delete",
-              {"Resources": list(s.instances_ids)}, timeout=600)
+        _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
 
 
-def download_instances_set(conn, s, path, *, progress=None):
+def download_instances_set(conn, s, path, *, progress=None, transcode=None, media=False):
     """Save the instances of ``s`` as one ZIP archive at ``path``, streamed; return ``path``.
 
-    Progress and partial files as in ``download_archive``.
-    Orthanc: POST /tools/create-archive (synchronous, streamed since 1.9.4).
+    With ``media``, a ZIP with a DICOMDIR (as ``download_media``). Progress, partial files
+    and ``transcode`` as in ``download_archive``.
+    Orthanc: POST /tools/create-archive or /tools/create-media (synchronous, streamed).
     """
     if not s:
         raise OrthancValueError("download_instances_set: the set has no instance")
-    return _save(conn, "POST", "/tools/create-archive", path, progress, timeout=600,
-                 zip_file=True,
-                 json_body={"Resources": list(s.instances_ids), "Synchronous": True})
+    return _save_zip_of(conn, "media" if media else "archive", s.instances_ids, path,
+                        progress, transcode, timeout=600)
 
 
 def _instances_set_of(study_id, instances):
@@ -2789,18 +3333,7 @@ def _set_of_contents(conn, instances):
 
 def _bulk_content(conn, level, orthanc_ids):
     """Orthanc's dicts of the given resources of one level (unknown ids are left out)."""
-    return _bulk(conn, "bulk_content", _post, "/tools/bulk-content",
-                 {"Resources": sorted(orthanc_ids), "Level": level})
-
-
-def _bulk(conn, feature, send, path, body, **options):
-    """``send(conn, path, body)`` to a /tools/bulk-* route; on a server without the route
-    (older than ``FEATURES[feature]``) raise UnsupportedByServer instead of its 404."""
-    try:
-        return send(conn, path, body, **options)
-    except NotFound:
-        _require(conn, feature)
-        raise
+    return _post(conn, "/tools/bulk-content", {"Resources": sorted(orthanc_ids), "Level": level})
 
 
 def _not_overwritten(conn, cause):

@@ -109,7 +109,12 @@ def test_get_string_metadata_returns_the_default_only_when_the_metadata_is_missi
     lambda c: o.has_metadata(c, o.STUDIES, UNKNOWN, 1024),
     lambda c: o.set_string_metadata(c, o.STUDIES, UNKNOWN, 1024, "x"),
     lambda c: o.delete_metadata(c, o.STUDIES, UNKNOWN, 1024),
-], ids=["get_string", "get_binary", "has", "set", "delete"])
+    lambda c: o.get_string_metadata_with_revision(c, o.STUDIES, UNKNOWN, 1024, default="x"),
+    lambda c: o.get_binary_metadata_with_revision(c, o.STUDIES, UNKNOWN, 1024, default=b"x"),
+    lambda c: o.get_all_metadata(c, o.STUDIES, UNKNOWN),
+    lambda c: o.get_shared_tags(c, o.STUDIES, UNKNOWN),
+], ids=["get_string", "get_binary", "has", "set", "delete", "string_with_revision",
+        "binary_with_revision", "all", "shared_tags"])
 def test_metadata_of_an_unknown_resource_raises_not_found(conn_a, call):
     with pytest.raises(o.NotFound):
         call(conn_a)
@@ -125,6 +130,8 @@ def test_an_undeclared_metadata_name_raises_not_found_naming_user_metadata(conn_
     with pytest.raises(o.NotFound) as info:
         call(conn_a, instance_id)
     assert "'NotDeclared'" in str(info.value) and "UserMetadata" in str(info.value)
+    error = info.value
+    assert error.status == 404 and error.url.endswith(f"{instance_id}/metadata/NotDeclared")
 
 
 @pytest.mark.parametrize("name", [0, 1023, 65536, -1])
@@ -194,3 +201,138 @@ def test_an_undeclared_attachment_name_raises_not_found_naming_user_content_type
     with pytest.raises(o.NotFound) as info:
         o.set_attachment(conn_a, o.INSTANCES, _instance(conn_a), "report", b"x")
     assert "UserContentType" in str(info.value)
+
+
+# ---- metadata with revision and a default, every metadata at once, shared tags
+
+def test_metadata_with_revision_returns_the_default_and_no_revision_when_missing(conn_a):
+    instance_id = _instance(conn_a)
+    assert o.get_string_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1032, default="none") == ("none", None)
+    assert o.get_binary_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1032, default=None) == (None, None)
+
+
+def test_metadata_with_revision_and_a_default_returns_the_value_when_present(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1033, "here")
+    value, revision = o.get_string_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1033, default="none")
+    assert value == "here" and revision
+    assert o.get_binary_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1033, default=b"") == (b"here", revision)
+
+
+def test_metadata_with_revision_without_a_default_still_raises_not_found_when_missing(conn_a):
+    with pytest.raises(o.NotFound):
+        o.get_string_metadata_with_revision(conn_a, o.INSTANCES, _instance(conn_a), 1034)
+
+
+def test_get_all_metadata_returns_orthancs_and_user_metadata_in_one_dict(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, "Comment", "declared")
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1045, "by number")
+    metadata = o.get_all_metadata(conn_a, o.INSTANCES, instance_id)
+    assert metadata["Comment"] == "declared" and metadata["1045"] == "by number"
+    assert metadata["TransferSyntax"] == "1.2.840.10008.1.2.1"
+    assert metadata["Origin"] == "RestApi"
+
+
+def test_get_shared_tags_of_a_study_keeps_what_its_instances_share(conn_a):
+    files = h.generate_test_study(2, 2, {"StudyDescription": "SHARED", "PatientName": "S^T"},
+                                  width=8, height=8)
+    ids = [i for data in files for i in o.upload(conn_a, data)]
+    study_id = o.get_parent_id(conn_a, o.INSTANCES, ids[0], o.STUDIES)
+    shared = o.get_shared_tags(conn_a, o.STUDIES, study_id)
+    assert isinstance(shared, o.Tags)
+    assert shared["StudyDescription"] == "SHARED" and shared["0010,0010"] == "S^T"
+    assert "SOPInstanceUID" not in shared and "SeriesInstanceUID" not in shared
+
+
+def test_get_shared_tags_of_an_instance_is_all_its_tags(conn_a):
+    instance_id = _instance(conn_a)
+    assert o.get_shared_tags(conn_a, o.INSTANCES, instance_id) == o.get_tags(conn_a, instance_id)
+
+
+# ---- revisions ----
+
+def test_get_string_metadata_with_revision_returns_the_value_and_a_revision(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1024, "héllo")
+    value, revision = o.get_string_metadata_with_revision(conn_a, o.INSTANCES, instance_id, 1024)
+    assert value == "héllo"
+    assert revision and '"' not in revision
+
+
+def test_get_metadata_with_revision_raises_not_found_when_missing(conn_a):
+    with pytest.raises(o.NotFound):
+        o.get_string_metadata_with_revision(conn_a, o.INSTANCES, _instance(conn_a), 1025)
+
+
+def test_a_stale_metadata_revision_raises_conflict_and_the_current_one_works(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "one")
+    _, stale = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1024)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "two", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "three",
+                              revision=stale)
+    value, current = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id,
+                                                         1024)
+    assert value == "two" and current != stale
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "three", revision=current)
+    assert o.get_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024) == "three"
+
+
+def test_replacing_a_metadata_without_revision_raises_conflict_when_revisions_are_checked(
+        conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "one")
+    with pytest.raises(o.Conflict):
+        o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "two")
+
+
+def test_binary_metadata_revisions_guard_writes_too(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_binary_metadata(conn_rev, o.INSTANCES, instance_id, 1030, b"\x00\x01")
+    data, stale = o.get_binary_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1030)
+    assert data == b"\x00\x01"
+    o.set_binary_metadata(conn_rev, o.INSTANCES, instance_id, 1030, b"\x02", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.set_binary_metadata(conn_rev, o.INSTANCES, instance_id, 1030, b"\x03", revision=stale)
+
+
+def test_delete_metadata_with_a_stale_revision_raises_conflict_and_keeps_it(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "one")
+    _, stale = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1024)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "two", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.delete_metadata(conn_rev, o.INSTANCES, instance_id, 1024, revision=stale)
+    _, current = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1024)
+    o.delete_metadata(conn_rev, o.INSTANCES, instance_id, 1024, revision=current)
+    assert not o.has_metadata(conn_rev, o.INSTANCES, instance_id, 1024)
+
+
+def test_a_stale_attachment_revision_raises_conflict_and_the_current_one_works(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_attachment(conn_rev, o.INSTANCES, instance_id, 1025, b"one")
+    data, stale = o.get_attachment_with_revision(conn_rev, o.INSTANCES, instance_id, 1025)
+    assert data == b"one"
+    o.set_attachment(conn_rev, o.INSTANCES, instance_id, 1025, b"two", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.set_attachment(conn_rev, o.INSTANCES, instance_id, 1025, b"three", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.delete_attachment(conn_rev, o.INSTANCES, instance_id, 1025, revision=stale)
+    data, current = o.get_attachment_with_revision(conn_rev, o.INSTANCES, instance_id, 1025)
+    assert data == b"two"
+    o.delete_attachment(conn_rev, o.INSTANCES, instance_id, 1025, revision=current)
+    with pytest.raises(o.NotFound):
+        o.get_attachment(conn_rev, o.INSTANCES, instance_id, 1025)
+
+
+def test_a_server_that_does_not_check_revisions_accepts_writes_without_revision(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1024, "one")
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1024, "two")
+    assert o.get_string_metadata(conn_a, o.INSTANCES, instance_id, 1024) == "two"
