@@ -128,6 +128,7 @@ FEATURES = types.MappingProxyType({
     # /system "Capabilities" with the extended /tools/find (also needs a database back-end
     # that has it: the default SQLite one does)
     "extended_find": (1, 12, 5),
+    "extended_changes": (1, 12, 5),  # "type" and "to" in /changes (same back-end condition)
     "c_get": (1, 12, 6),  # /modalities/{id}/get (C-GET SCU)
     "job_user_data": (1, 12, 9),  # a job's "UserData" (1.12.7 drops it silently)
 })
