@@ -3551,8 +3551,9 @@ def sync(src, dst, *, level="studies", query=None, since=None, method="auto", ve
     STOW-RS job), ``"transfers"`` (the Transfers accelerator plugin on both), ``"copy"`` (each
     file downloaded from ``src`` and uploaded to ``dst`` here), or ``"auto"``: the first of
     these that is configured. Jobs carry at most 500 instances and ``workers`` run at once
-    (as do the copies); before comparing, ``sync`` waits for ``src``'s unfinished jobs of the
-    same method to ``dst`` (a killed run's), so that nothing is sent twice. With ``verify``,
+    (as do the copies); before comparing, ``sync`` waits for ``src``'s unfinished jobs a
+    killed run may have left (peer jobs to ``dst``; any STOW-RS job, as Orthanc does not show
+    their target), so that nothing is sent twice. With ``verify``,
     every instance of the resources is checked on ``dst`` by the MD5 of its stored file
     where both servers keep it (``StoreMD5ForAttachments``, on by default); a difference is
     a failure, never overwritten. A resource is ``copied`` once every instance is on ``dst``
@@ -3568,7 +3569,7 @@ def sync(src, dst, *, level="studies", query=None, since=None, method="auto", ve
     start = time.monotonic()
     level = _level(level)
     method, target = _sync_route(src, dst, method)
-    _wait_unfinished_jobs(src, dst, method, target, timeout)
+    _wait_unfinished_jobs(src, dst, method, timeout)
     ids = _sync_ids(src, level, query, since)
     copied, present, failed = [], [], []
     with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="orthanc_fn-sync") as pool:
@@ -3667,8 +3668,11 @@ def _sync_route(src, dst, method):
 _SYNC_JOB_TYPES = {"peer": "OrthancPeerStore", "dicomweb": "DicomWebStowClient"}
 
 
-def _wait_unfinished_jobs(src, dst, method, target, timeout):
-    """Wait for ``src``'s pending or running jobs of ``method`` to ``dst`` (a killed run's)."""
+def _wait_unfinished_jobs(src, dst, method, timeout):
+    """Wait for ``src``'s pending or running jobs of ``method`` to ``dst`` (a killed run's).
+
+    Peer jobs name their peer's URL; STOW-RS jobs name no target, so all are waited for.
+    """
     kind = _SYNC_JOB_TYPES.get(method)
     if kind is None:
         return

@@ -596,3 +596,12 @@ def test_cli_compare_prints_only_src_only_dst_and_different(empty_a, empty_b):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"only_src": sorted(tree), "only_dst": [],
                                       "different": []}
+
+
+@pytest.mark.parametrize("level", ["patients", "series"])
+def test_sync_and_compare_work_at_the_patient_and_series_levels(empty_a, empty_b, level):
+    _dataset(empty_a, studies=2, instances=2)
+    expected = sorted(o.get_all_ids(empty_a, level))
+    assert o.compare(empty_a, empty_b, level=level).only_src == expected
+    assert sorted(o.sync(empty_a, empty_b, level=level, method="copy").copied) == expected
+    assert o.compare(empty_a, empty_b, level=level) == o.Comparison([], [], [])
