@@ -3379,7 +3379,7 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
     from concurrent.futures import ThreadPoolExecutor
 
     wanted = None if change_types is None else _as_list(change_types)
-    server_filter = wanted is not None and _unsupported(conn, "extended_changes") is None
+    server_filter = None  # known once the server answers: can it filter by type?
     position = _read_cursor(cursor)
     if position is None:
         position = int(since or 0)
@@ -3390,6 +3390,9 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
     try:
         while not stopping():
             try:
+                if server_filter is None:
+                    server_filter = wanted is not None and \
+                        _unsupported(conn, "extended_changes") is None
                 page = get_changes(conn, position, page_size,
                                    change_types=wanted if server_filter else None)
             except (OrthancConnectionError, OrthancTimeout) as exc:

@@ -239,6 +239,23 @@ def test_watch_changes_waits_for_a_restarting_server_and_goes_on(make_server):
         server.remove()
 
 
+def test_watch_changes_started_while_the_server_is_down_waits_for_it(make_server):
+    server = make_server("watch-late", tier="1.10")
+    try:
+        server.stop()
+        seen = []
+        thread, stop = _run_watch(server.conn, seen.append, change_types="NewInstance")
+        time.sleep(1.5)
+        assert thread.is_alive()
+        server.start()
+        instance_id = o.upload(server.conn, h.generate_test_dicom_file(8, 8))[0]
+        assert h.wait_until(lambda: len(seen) == 1, 60)
+        _stop(thread, stop)
+        assert seen[0]["ID"] == instance_id
+    finally:
+        server.remove()
+
+
 _WATCHER = """
 import os, sys, threading, time
 import orthanc_fn as o
@@ -426,9 +443,10 @@ def test_sync_since_copies_only_the_resources_changed_after_that_change(empty_a,
 def test_sync_with_a_query_copies_only_the_matching_studies(empty_a, empty_b):
     wanted = o.upload(empty_a, h.generate_test_dicom_file(8, 8, {"PatientName": "SYNC^ME"}))[0]
     o.upload(empty_a, h.generate_test_dicom_file(8, 8, {"PatientName": "LEAVE^ME"}))
-    report = o.sync(empty_a, empty_b, method="copy", query={"PatientName": "SYNC*"})
+    query = {"PatientName": "SYNC*"}
+    report = o.sync(empty_a, empty_b, method="copy", query=query)
     assert report.copied == [o.get_parent_id(empty_a, o.INSTANCES, wanted, o.STUDIES)]
-    assert _instances(empty_b) == {wanted}
+    assert _instances(empty_b) == {wanted} and query == {"PatientName": "SYNC*"}
 
 
 def test_sync_at_the_instances_level_reports_instance_ids(empty_a, empty_b):
