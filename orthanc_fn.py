@@ -727,9 +727,14 @@ def get_changes(conn, since=0, limit=100, *, to=None, change_types=None):
     and cut here). On a page the filter left empty, ``last`` is the log's last ``Seq``.
     Orthanc: GET /changes (``type=A;B`` with a literal ``;``).
     """
-    since, limit = int(since), int(limit)
     if to is not None or change_types is not None:
         _require(conn, "extended_changes")
+    return _changes_page(conn, since, limit, to, change_types)
+
+
+def _changes_page(conn, since, limit, to, change_types):
+    """``get_changes`` without the version check (for callers that made it once)."""
+    since, limit = int(since), int(limit)
     params = {"since": since, "limit": limit}
     if to is not None and since > 0:
         params["to"] = int(to)
@@ -749,10 +754,13 @@ def get_changes(conn, since=0, limit=100, *, to=None, change_types=None):
 def iter_changes(conn, since=0, page_size=1000, *, to=None, change_types=None):
     """Yield every change after ``since`` (Orthanc's dicts), paging until ``Done``.
 
-    ``to`` and ``change_types`` filter on the server, as in ``get_changes``.
+    ``to`` and ``change_types`` filter on the server, as in ``get_changes`` (the server's
+    version is checked once, before the first page).
     """
+    if to is not None or change_types is not None:
+        _require(conn, "extended_changes")
     while True:
-        page = get_changes(conn, since, page_size, to=to, change_types=change_types)
+        page = _changes_page(conn, since, page_size, to, change_types)
         yield from page.changes
         if page.done or not page.changes:
             return
@@ -3393,8 +3401,8 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
                 if server_filter is None:
                     server_filter = wanted is not None and \
                         _unsupported(conn, "extended_changes") is None
-                page = get_changes(conn, position, page_size,
-                                   change_types=wanted if server_filter else None)
+                page = _changes_page(conn, position, page_size, None,
+                                     wanted if server_filter else None)
             except (OrthancConnectionError, OrthancTimeout) as exc:
                 _log.warning("watch_changes: %s; asking again in %s s", exc, poll_interval)
                 _pause(max(float(poll_interval), 1.0), stopping)

@@ -99,6 +99,9 @@ def test_watch_changes_filters_by_type_here_on_orthanc_1_10(conn_a, count_reques
 @pytest.mark.v113
 def test_watch_changes_filters_by_type_on_the_server_on_orthanc_1_13(conn_113, count_requests):
     assert _watch_new_instances(conn_113, count_requests) is True
+    polls = [url for _, url, _ in count_requests if "/changes?" in url]
+    checks = [url for _, url, _ in count_requests if url.endswith("/system")]
+    assert len(polls) > 1 and len(checks) == 1  # the version is asked once, not per poll
 
 
 def test_watch_changes_retries_a_handler_that_fails_transiently(conn_a):
