@@ -105,23 +105,23 @@ _LEVEL_NAMES = {
 }
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
-# Which feature needs which Orthanc version: drives UnsupportedByServer. Checked against
-# Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
-# /tools/bulk-{modify,anonymize,delete,content} 1.9.4; RequestedTags 1.11.0; "Asynchronous"
-# in /modalities/{id}/move 1.11.1; labels 1.12.0;
-# /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
-# back-end that has them: the default SQLite one does).
+# Which feature needs which Orthanc version: drives UnsupportedByServer. Sorted by version; each
+# row cites Orthanc's NEWS. Extended find and changes, key-value stores and queues also need a
+# database back-end that has them (the default SQLite one does): /system "Capabilities" tells.
 FEATURES = {
-    "labels": (1, 12, 0),
-    "requested_tags": (1, 11, 0),
-    "find_since_with_limit": (1, 3, 0),
-    "revisions": (1, 9, 2),
-    "bulk_modify": (1, 9, 4),
-    "bulk_delete": (1, 9, 4),
-    "bulk_content": (1, 9, 4),
-    "extended_changes": (1, 12, 5),
-    "extended_find": (1, 12, 5),
-    "asynchronous_move": (1, 11, 1),
+    "find_since_with_limit": (1, 3, 0),  # 1.3.0: "Since" in /tools/find
+    "revisions": (1, 9, 2),  # 1.9.2: If-Match/ETag revisions of metadata and attachments
+    "bulk_modify": (1, 9, 4),  # 1.9.4: /tools/bulk-modify and /tools/bulk-anonymize
+    "bulk_delete": (1, 9, 4),  # 1.9.4: /tools/bulk-delete
+    "bulk_content": (1, 9, 4),  # 1.9.4: /tools/bulk-content
+    "requested_tags": (1, 11, 0),  # 1.11.0: "RequestedTags" in /tools/find
+    "asynchronous_move": (1, 11, 1),  # 1.11.1: "Asynchronous" in /modalities/{id}/move
+    "labels": (1, 12, 0),  # 1.12.0: /{level}/{id}/labels, "Labels" in /tools/find
+    "extended_changes": (1, 12, 5),  # 1.12.5: /system "Capabilities", /changes?type=&to=
+    "extended_find": (1, 12, 5),  # 1.12.5: "OrderBy", "MetadataQuery"... in /tools/find
+    "key_value_stores": (1, 12, 8),  # 1.12.8: key-value stores in the database
+    "queues": (1, 12, 8),  # 1.12.8: queues in the database
+    "find_unlabelled": (1, 12, 11),  # 1.12.11: "Labels": [] with "LabelsConstraint": "None"
 }
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
@@ -588,8 +588,9 @@ def delete_all_content(conn):
 def get_capabilities(conn):
     """Return what the server can do, as booleans, plus its plugins and their versions.
 
-    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes`` (from Orthanc's own
-    ``Capabilities`` where it reports them, 1.12.5+, as they depend on the database backend),
+    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes``,
+    ``has_key_value_stores``, ``has_queues`` (from Orthanc's own ``Capabilities`` where it
+    reports them, 1.12.5+ and 1.12.8+, as they depend on the database backend),
     ``has_revisions`` (``CheckRevisions`` is on: writes need ``revision=``), and ``plugins``,
     a dict plugin id -> version string. Orthanc: GET /system, GET /plugins, /plugins/{id}.
     """
@@ -600,6 +601,8 @@ def get_capabilities(conn):
         "has_labels": bool(system.get("HasLabels", version >= FEATURES["labels"])),
         "has_extended_find": bool(reported.get("HasExtendedFind", False)),
         "has_extended_changes": bool(reported.get("HasExtendedChanges", False)),
+        "has_key_value_stores": bool(reported.get("HasKeyValueStores", False)),
+        "has_queues": bool(reported.get("HasQueues", False)),
         "has_revisions": bool(system.get("CheckRevisions", False)),
         "plugins": {name: _get(conn, f"/plugins/{_segment(name, 'plugin')}").get("Version")
                     for name in _get(conn, "/plugins") if name != "explorer.js"},
@@ -1772,9 +1775,11 @@ def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_con
     body = {"Level": _ORTHANC_LEVEL[_level(level)], "Query": dict(query or {}),
             "Expand": bool(expand), "CaseSensitive": bool(case_sensitive)}
     if labels is not None:
-        _require(conn, "labels")
         body["Labels"] = _as_list(labels)
         body["LabelsConstraint"] = labels_constraint
+        # No label with "None" means "unlabelled" since 1.12.11; older servers match everything.
+        unlabelled = not body["Labels"] and labels_constraint == "None"
+        _require(conn, "find_unlabelled" if unlabelled else "labels")
     if requested_tags is not None:
         _require(conn, "requested_tags")
         body["RequestedTags"] = _as_list(requested_tags)
@@ -1790,7 +1795,8 @@ def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensit
     Returns Orthanc's expanded dicts, or ids with ``expand=False``. ``limit`` and ``since``
     page the answer (see ``iter_find``); ``case_sensitive`` applies to PatientName-like tags.
     ``labels`` (a label or a list) with ``labels_constraint`` ``'All'``, ``'Any'`` or
-    ``'None'`` filters by label (Orthanc >= 1.12.0); ``requested_tags`` adds tags to each
+    ``'None'`` filters by label (Orthanc >= 1.12.0; ``labels=[]`` with ``'None'``: the
+    resources without any label, Orthanc >= 1.12.11); ``requested_tags`` adds tags to each
     expanded answer in ``RequestedTags`` (Orthanc >= 1.11.0). On an older server either option
     raises ``UnsupportedByServer`` rather than being ignored (which would match everything).
     Orthanc: POST /tools/find.

@@ -3,8 +3,15 @@
 ``server_a`` and ``server_b`` (Orthanc 1.10: the host's on Debian 12) are each other's DICOM
 modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
 default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12) and
-``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot).
-Servers start lazily, the first time a test asks for them, and stop at the end of the session.
+``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot). Every server of
+the rig loads the GDCM plugin (JPEG 2000 and JPEG-LS decoding and transcoding).
+Servers start lazily, the first time a test asks for them, and stop at the end of the session:
+each one is started once and shared by every test that asks for it.
+
+Tiers: a test of a feature that exists since 1.12 asks for ``conn_new`` (or ``server_new``)
+and runs once on each tier that has it, 1.12 and 1.13 (ids ``[1.12]``, ``[1.13]``, marked
+``v112`` / ``v113``); ``conn_any`` runs it on all three tiers. A test asking for a server of
+the 1.12 or 1.13 tier is marked ``v112`` / ``v113`` by ``pytest_collection_modifyitems``.
 """
 import os
 import subprocess
@@ -21,6 +28,10 @@ import orthanc_fn  # noqa: E402
 import orthanc_rig  # noqa: E402
 
 _started = []
+TIERS = ("1.10", "1.12", "1.13")
+_TIER_MARKS = {"1.10": (), "1.12": (pytest.mark.v112,), "1.13": (pytest.mark.v113,)}
+_TIER_SERVERS = {"1.10": "server_a", "1.12": "server_112", "1.13": "server_113"}
+_RIG_PLUGINS = ("libOrthancDicomWeb.so", "libOrthancGdcm.so")
 
 
 def _start_all(servers):
@@ -50,8 +61,9 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def pair():
     """Servers A and B, wired to each other, started together."""
-    a = orthanc_rig.Server("a", tier="1.10", config={"OverwriteInstances": True})
-    b = orthanc_rig.Server("b", tier="1.10")
+    a = orthanc_rig.Server("a", tier="1.10", config={"OverwriteInstances": True},
+                           plugins=_RIG_PLUGINS)
+    b = orthanc_rig.Server("b", tier="1.10", plugins=_RIG_PLUGINS)
     orthanc_rig.wire(a, b)
     _start_all([a, b])
     for s in (a, b):
@@ -95,8 +107,8 @@ def empty_b(conn_b):
 
 @pytest.fixture(scope="session")
 def server_112():
-    """Orthanc 1.12 (Debian 13's package), alone, with the DICOMweb plugin."""
-    server = orthanc_rig.Server("v112", tier="1.12")
+    """Orthanc 1.12 (Debian 13's package), alone, with the DICOMweb and GDCM plugins."""
+    server = orthanc_rig.Server("v112", tier="1.12", plugins=_RIG_PLUGINS)
     _start_all([server])
     print(f"\n[rig] v112: Orthanc {orthanc_fn.get_system(server.conn)['Version']} at {server.url}")
     return server
@@ -111,8 +123,7 @@ def conn_112(server_112):
 @pytest.fixture(scope="session")
 def server_113():
     """Orthanc 1.13 or newer (Debian sid's package), alone, with the DICOMweb and GDCM plugins."""
-    server = orthanc_rig.Server("v113", tier="1.13",
-                                plugins=("libOrthancDicomWeb.so", "libOrthancGdcm.so"))
+    server = orthanc_rig.Server("v113", tier="1.13", plugins=_RIG_PLUGINS)
     _start_all([server])
     print(f"\n[rig] v113: Orthanc {orthanc_fn.get_system(server.conn)['Version']} at {server.url}")
     return server
@@ -122,6 +133,41 @@ def server_113():
 def conn_113(server_113):
     orthanc_fn.delete_all_content(server_113.conn)
     return server_113.conn
+
+
+def _tier_params(tiers):
+    return [pytest.param(tier, marks=_TIER_MARKS[tier], id=tier) for tier in tiers]
+
+
+@pytest.fixture(scope="session", params=_tier_params(("1.12", "1.13")))
+def new_tier(request):
+    """'1.12', then '1.13': the tiers with labels, extended find and the 1.12 REST API."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def server_new(new_tier, request):
+    """The shared server of ``new_tier`` (``server_112``, then ``server_113``)."""
+    return request.getfixturevalue(_TIER_SERVERS[new_tier])
+
+
+@pytest.fixture
+def conn_new(server_new):
+    """``conn_112``, then ``conn_113``: the server of ``new_tier``, emptied before the test."""
+    orthanc_fn.delete_all_content(server_new.conn)
+    return server_new.conn
+
+
+@pytest.fixture(scope="session", params=_tier_params(TIERS))
+def any_tier(request):
+    """'1.10', '1.12', then '1.13'."""
+    return request.param
+
+
+@pytest.fixture
+def conn_any(any_tier, request):
+    """The shared server of each tier in turn (A on 1.10), not emptied."""
+    return request.getfixturevalue(_TIER_SERVERS[any_tier]).conn
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +196,15 @@ def count_requests(monkeypatch):
 
     monkeypatch.setattr(orthanc_fn._POOL, "request", counting)
     return seen
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test using a server of the 1.12 or 1.13 tier ``v112`` / ``v113``."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, mark in (("server_112", pytest.mark.v112), ("server_113", pytest.mark.v113)):
+            if fixture in names and mark.name not in {m.name for m in item.iter_markers()}:
+                item.add_marker(mark)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -69,10 +69,9 @@ def test_get_children_ids_returns_every_instance_of_a_patient(conn_a):
     assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.SERIES)) == series_ids
 
 
-@pytest.mark.v112
-def test_get_children_ids_returns_ids_on_orthanc_112_too(conn_112):
-    _, study_id, _, instance_ids = _upload_study(conn_112, 2, 2)
-    children = o.get_children_ids(conn_112, o.STUDIES, study_id, o.INSTANCES)
+def test_get_children_ids_returns_ids_on_orthanc_112_and_newer_too(conn_new):
+    _, study_id, _, instance_ids = _upload_study(conn_new, 2, 2)
+    children = o.get_children_ids(conn_new, o.STUDIES, study_id, o.INSTANCES)
     assert sorted(children) == sorted(instance_ids)
 
 

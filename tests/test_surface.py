@@ -64,7 +64,7 @@ def test_get_capabilities_gives_booleans_and_plugin_versions(conn_a):
     capabilities = o.get_capabilities(conn_a)
     flags = {k: v for k, v in capabilities.items() if k != "plugins"}
     assert set(flags) == {"has_labels", "has_extended_find", "has_extended_changes",
-                          "has_revisions"}
+                          "has_key_value_stores", "has_queues", "has_revisions"}
     assert all(isinstance(v, bool) for v in flags.values())
     assert capabilities["plugins"]["dicom-web"] == o._get(conn_a, "/plugins/dicom-web")["Version"]
     assert "explorer.js" not in capabilities["plugins"]
@@ -77,12 +77,24 @@ def test_get_capabilities_of_orthanc_110_has_no_labels_nor_extended_find(conn_a)
     assert capabilities["has_revisions"] is False
 
 
-@pytest.mark.v112
-def test_get_capabilities_of_orthanc_112_has_labels_and_extended_find(conn_112):
-    capabilities = o.get_capabilities(conn_112)
+def test_get_capabilities_of_orthanc_112_and_newer_has_labels_and_extended_find(conn_new):
+    capabilities = o.get_capabilities(conn_new)
     assert capabilities["has_labels"] is True
     assert capabilities["has_extended_find"] is True
     assert capabilities["has_extended_changes"] is True
+
+
+def test_get_capabilities_tells_key_value_stores_and_queues_from_orthanc_1_13_only(conn_any):
+    """1.12.7 (SQLite) does not report them, though its SDK has had them since 1.12.8."""
+    capabilities = o.get_capabilities(conn_any)
+    newest = o.get_version(conn_any) >= (1, 13, 0)
+    assert capabilities["has_key_value_stores"] is capabilities["has_queues"] is newest
+
+
+def test_get_capabilities_lists_gdcm_with_its_version_on_every_tier(conn_any):
+    plugins = o.get_capabilities(conn_any)["plugins"]
+    assert plugins["gdcm"] == o._get(conn_any, "/plugins/gdcm")["Version"]
+    assert set(plugins) == {"dicom-web", "gdcm"}
 
 
 def test_is_version_at_least_compares_the_whole_tuple(conn_a):
@@ -112,6 +124,15 @@ def test_get_metrics_parses_prometheus_text_into_floats(conn_a):
     assert all(isinstance(v, float) for v in metrics.values())
     assert metrics["orthanc_count_instances"] >= 1
     assert "orthanc_jobs_failed" in metrics
+
+
+@pytest.mark.v113
+def test_get_metrics_of_orthanc_1_13_counts_jobs_since_start_not_in_the_history(conn_113):
+    """1.13.0 replaced orthanc_jobs_{completed,success,failed} by orthanc_jobs_total_*."""
+    metrics = o.get_metrics(conn_113)
+    assert "orthanc_jobs_failed" not in metrics
+    assert {"orthanc_jobs_total_completed", "orthanc_jobs_total_success",
+            "orthanc_jobs_total_failed"} <= set(metrics)
 
 
 def test_set_log_level_changes_what_get_log_level_returns(conn_rev):
@@ -524,31 +545,29 @@ def test_upload_folder_details_lists_a_broken_zip_as_an_error_when_unzipping(con
     assert [path for path, _ in details.errors] == [str(tmp_path / "broken.zip")]
 
 
-# ---- Orthanc 1.12 -------------------------------------------------------------------------
+# ---- Orthanc 1.12 and 1.13 ----------------------------------------------------------------
 
-@pytest.mark.v112
-def test_pdf_round_trip_and_slice_order_work_on_orthanc_112(conn_112, tmp_path):
-    study_id = upload_study(conn_112, 1, 3)
+def test_pdf_round_trip_and_slice_order_work_on_orthanc_112_and_newer(conn_new, tmp_path):
+    study_id = upload_study(conn_new, 1, 3)
     (tmp_path / "in.pdf").write_bytes(make_pdf(b" "))
-    instance_id = o.attach_pdf(conn_112, study_id, str(tmp_path / "in.pdf"), "Report")
-    assert o.get_pdf_instances(conn_112, study_id) == [instance_id]
-    o.download_pdf(conn_112, instance_id, str(tmp_path / "out.pdf"))
+    instance_id = o.attach_pdf(conn_new, study_id, str(tmp_path / "in.pdf"), "Report")
+    assert o.get_pdf_instances(conn_new, study_id) == [instance_id]
+    o.download_pdf(conn_new, instance_id, str(tmp_path / "out.pdf"))
     assert (tmp_path / "out.pdf").read_bytes() == make_pdf(b" ")
-    series_id = [s for s in series_of(conn_112, study_id)
-                 if s != o.get_info(conn_112, o.INSTANCES, instance_id)["ParentSeries"]][0]
-    ordered = o.get_ordered_instances_ids(conn_112, series_id)
-    numbers = [o.get_info(conn_112, o.INSTANCES, i)["MainDicomTags"]["InstanceNumber"]
+    series_id = [s for s in series_of(conn_new, study_id)
+                 if s != o.get_info(conn_new, o.INSTANCES, instance_id)["ParentSeries"]][0]
+    ordered = o.get_ordered_instances_ids(conn_new, series_id)
+    numbers = [o.get_info(conn_new, o.INSTANCES, i)["MainDicomTags"]["InstanceNumber"]
                for i in ordered]
     assert numbers == ["1", "2", "3"]
 
 
-@pytest.mark.v112
-def test_merge_split_and_bulk_modify_work_on_orthanc_112(conn_112):
-    source = upload_study(conn_112, 2, 1)
-    target = upload_study(conn_112, 1, 1)
-    o.merge_study(conn_112, target, series_of(conn_112, source)[0])
-    assert len(series_of(conn_112, target)) == 2
-    new_id = o.split_study(conn_112, target, series_of(conn_112, target)[0])
-    assert len(series_of(conn_112, new_id)) == 1
-    result = o.modify_bulk(conn_112, o.STUDIES, [new_id], replace_tags={"StudyDescription": "x"})
-    assert len(result.studies) == 1 and not o.exists(conn_112, o.STUDIES, new_id)
+def test_merge_split_and_bulk_modify_work_on_orthanc_112_and_newer(conn_new):
+    source = upload_study(conn_new, 2, 1)
+    target = upload_study(conn_new, 1, 1)
+    o.merge_study(conn_new, target, series_of(conn_new, source)[0])
+    assert len(series_of(conn_new, target)) == 2
+    new_id = o.split_study(conn_new, target, series_of(conn_new, target)[0])
+    assert len(series_of(conn_new, new_id)) == 1
+    result = o.modify_bulk(conn_new, o.STUDIES, [new_id], replace_tags={"StudyDescription": "x"})
+    assert len(result.studies) == 1 and not o.exists(conn_new, o.STUDIES, new_id)
