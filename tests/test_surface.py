@@ -127,12 +127,15 @@ def test_get_metrics_parses_prometheus_text_into_floats(conn_a):
 
 
 @pytest.mark.v113
-def test_get_metrics_of_orthanc_1_13_counts_jobs_since_start_not_in_the_history(conn_113):
-    """1.13.0 replaced orthanc_jobs_{completed,success,failed} by orthanc_jobs_total_*."""
+def test_get_metrics_of_orthanc_1_13_counts_the_jobs_run_since_it_started(conn_113):
+    """1.13.0 replaced orthanc_jobs_{completed,success,failed} (the jobs in the history) by
+    orthanc_jobs_total_*, which appear once a job has ended."""
+    before = o.get_metrics(conn_113).get("orthanc_jobs_total_success", 0.0)
+    o.anonymize(conn_113, o.STUDIES, upload_study(conn_113, 1, 1))
     metrics = o.get_metrics(conn_113)
-    assert "orthanc_jobs_failed" not in metrics
-    assert {"orthanc_jobs_total_completed", "orthanc_jobs_total_success",
-            "orthanc_jobs_total_failed"} <= set(metrics)
+    assert metrics["orthanc_jobs_total_success"] == before + 1
+    assert metrics["orthanc_jobs_total_completed"] >= metrics["orthanc_jobs_total_success"]
+    assert "orthanc_jobs_success" not in metrics and "orthanc_jobs_failed" not in metrics
 
 
 def test_set_log_level_changes_what_get_log_level_returns(conn_rev):
