@@ -1,5 +1,6 @@
 """The rest of the surface users know from orthanc-api-client: system, resources, PDF, merge."""
 import datetime
+import io
 import struct
 import zlib
 
@@ -192,6 +193,40 @@ def test_get_ordered_instances_ids_follows_instance_numbers_not_upload_order(con
 def test_get_preview_renders_the_instance_as_an_image(conn_a, fmt, magic):
     instance_id = o.upload(conn_a, h.generate_test_dicom_file(32, 24))[0]
     assert o.get_preview(conn_a, instance_id, format=fmt).startswith(magic)
+
+
+def _mr_small(name):
+    """pydicom's ``MR_small.dcm`` or its lossless JPEG 2000 twin ``MR_small_jp2klossless.dcm``
+    (the same 64x64 image), with new UIDs of its own and its pixel data untouched."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    dataset = pydicom.dcmread(get_testdata_file(name))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        setattr(dataset, keyword, pydicom.uid.generate_uid())
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_get_preview_of_a_jpeg_2000_instance_is_that_of_its_uncompressed_twin_on_every_tier(
+        conn_any):
+    """GDCM decodes it (the rig loads it everywhere): Orthanc has no JPEG 2000 decoder."""
+    jpeg_2000 = o.upload(conn_any, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    uncompressed = o.upload(conn_any, _mr_small("MR_small.dcm"))[0]
+    assert o.get_info(conn_any, o.INSTANCES, jpeg_2000)["FileSize"] < o.get_info(
+        conn_any, o.INSTANCES, uncompressed)["FileSize"]
+    preview = o.get_preview(conn_any, jpeg_2000)
+    assert preview.startswith(b"\x89PNG")
+    assert preview == o.get_preview(conn_any, uncompressed)
+
+
+def test_get_preview_of_a_jpeg_2000_instance_without_gdcm_raises_415(make_server):
+    conn = make_server("surf-nogdcm", plugins=()).conn
+    instance_id = o.upload(conn, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    with pytest.raises(o.HttpError) as info:
+        o.get_preview(conn, instance_id)
+    assert info.value.status == 415
 
 
 def test_get_preview_refuses_an_unknown_format_before_any_request():
