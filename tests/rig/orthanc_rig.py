@@ -27,6 +27,11 @@ USER = "fn-test"
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]  # a secret the secrecy tests look for
 _TIERS = {"1.10": "bookworm", "1.12": "trixie", "1.13": "sid"}  # tier -> Debian suite
 _running = set()  # Popen of every Orthanc started here and not stopped yet
+# GDCM decodes and transcodes only JPEG 2000, which DCMTK cannot; the rest stays with DCMTK.
+# Debian's GDCM 1.8 has no such default, and its JPEG-LS encoder kills Orthanc 1.10 and 1.13
+# (checked). Transcoding to JPEG 2000 still kills Orthanc 1.12.7 with trixie's GDCM 1.8.
+JPEG_2000 = ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
+             "1.2.840.10008.1.2.4.93"]
 
 
 def _stop_all():
@@ -125,6 +130,7 @@ class Server:
             "UserMetadata": {"Comment": 2000},
             "Plugins": [os.path.join(PLUGINS, p) for p in plugins],
             "DicomWeb": {"Enable": True},
+            "Gdcm": {"RestrictTransferSyntaxes": JPEG_2000},
             "DicomModalities": {},
             "OrthancPeers": {},
         }
