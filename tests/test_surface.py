@@ -54,9 +54,10 @@ def series_of(conn, study_id):
 
 
 @pytest.fixture(scope="module")
-def conn_rev(make_server):
-    """A server of our own, whose settings tests may change; it checks revisions."""
-    return make_server("surf-rev", config={"CheckRevisions": True}).conn
+def conn_rev(make_server, any_tier):
+    """A server of our own on each tier, whose settings tests may change; it checks revisions."""
+    return make_server("surf-rev" + any_tier.replace(".", ""), tier=any_tier,
+                       config={"CheckRevisions": True}).conn
 
 
 # ---- System -------------------------------------------------------------------------------
