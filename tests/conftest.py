@@ -4,19 +4,20 @@
 modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
 default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12) and
 ``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot). Every server of
-the rig loads the GDCM plugin (JPEG 2000 and JPEG-LS decoding and transcoding).
+the rig loads the GDCM plugin, restricted to JPEG 2000 (``orthanc_rig.JPEG_2000``).
 Servers start lazily, the first time a test asks for them, and stop at the end of the session:
 each one is started once and shared by every test that asks for it.
 
 Tiers: a test of a feature that exists since 1.12 asks for ``conn_new`` (or ``server_new``)
 and runs once on each tier that has it, 1.12 and 1.13 (ids ``[1.12]``, ``[1.13]``, marked
-``v112`` / ``v113``); ``conn_any`` runs it on all three tiers. A test asking for a server of
-the 1.12 or 1.13 tier is marked ``v112`` / ``v113`` by ``pytest_collection_modifyitems``.
+``v112`` / ``v113``); ``conn_any`` runs it on all three tiers. A test asking for the 1.12 or
+1.13 server itself must carry the ``v112`` / ``v113`` marker (``pytest_collection_modifyitems``).
 """
 import os
 import subprocess
 import sys
 import threading
+from typing import NamedTuple
 
 import pytest
 
@@ -25,6 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "rig"))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import orthanc_fn  # noqa: E402
+import orthanc_fn_helpers  # noqa: E402
 import orthanc_rig  # noqa: E402
 
 _started = []
@@ -198,13 +200,53 @@ def count_requests(monkeypatch):
     return seen
 
 
-def pytest_collection_modifyitems(items):
-    """Mark every test using a server of the 1.12 or 1.13 tier ``v112`` / ``v113``."""
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        for fixture, mark in (("server_112", pytest.mark.v112), ("server_113", pytest.mark.v113)):
-            if fixture in names and mark.name not in {m.name for m in item.iter_markers()}:
-                item.add_marker(mark)
+@pytest.fixture(scope="session")
+def conn_rev(make_server, any_tier):
+    """A server of its own on each tier (tests may change its settings) that checks
+    revisions."""
+    return make_server("rev" + any_tier.replace(".", ""), tier=any_tier,
+                       config={"CheckRevisions": True}).conn
+
+
+class UploadedStudy(NamedTuple):
+    """What ``upload_study`` stored: Orthanc ids (series sorted), and the StudyInstanceUID."""
+    id: str
+    uid: str
+    patient_id: str
+    series_ids: list
+    instances_ids: list
+
+
+@pytest.fixture(scope="session")
+def upload_study():
+    """``upload_study(conn, series=1, instances=2, tags=None, **options)``: store a new study.
+
+    The files come from ``orthanc_fn_helpers.generate_test_study`` (8 x 8 images unless
+    ``width``/``height`` say otherwise; ``tags`` and ``modality`` go to it); one request per
+    file, and one to read the study. Returns an ``UploadedStudy``.
+    """
+    def upload(conn, series=1, instances=2, tags=None, **options):
+        options = {"width": 8, "height": 8, **options}
+        files = orthanc_fn_helpers.generate_test_study(series, instances, tags, **options)
+        ids = [i for data in files for i in orthanc_fn.upload(conn, data)]
+        study = orthanc_fn._get(conn, f"/instances/{ids[0]}/study")
+        return UploadedStudy(study["ID"], study["MainDicomTags"]["StudyInstanceUID"],
+                             study["ParentPatient"], sorted(study["Series"]), ids)
+    return upload
+
+
+_TIER_FIXTURES = {"v112": {"server_112", "conn_112"}, "v113": {"server_113", "conn_113"}}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test using the 1.12 (1.13) server must carry the v112 (v113) marker."""
+    unmarked = [f"{item.nodeid} uses {sorted(fixtures & set(item.fixturenames))[0]} "
+                f"without @pytest.mark.{marker}"
+                for item in items for marker, fixtures in _TIER_FIXTURES.items()
+                if fixtures & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker(marker) is None]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))
 
 
 def pytest_sessionfinish(session, exitstatus):
