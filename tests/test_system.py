@@ -129,7 +129,8 @@ def test_get_metrics_parses_prometheus_text_into_floats(conn_a, upload_study):
 
 
 @pytest.mark.v113
-def test_get_metrics_of_orthanc_1_13_counts_the_jobs_run_since_it_started(conn_113, upload_study):
+def test_get_metrics_of_orthanc_1_13_counts_the_jobs_run_since_it_started(
+        conn_113, upload_study):
     """1.13.0 replaced orthanc_jobs_{completed,success,failed} (the jobs in the history) by
     orthanc_jobs_total_*, which appear once a job has ended."""
     before = o.get_metrics(conn_113).get("orthanc_jobs_total_success", 0.0)
