@@ -4,7 +4,8 @@
 modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
 default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12) and
 ``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot). Every server of
-the rig loads the GDCM plugin, restricted to JPEG 2000 (``orthanc_rig.JPEG_2000``).
+the rig that loads the GDCM plugin has it restricted to JPEG 2000 (``orthanc_rig.JPEG_2000``):
+``server_113``, and ``server_gdcm`` on each tier.
 Servers start lazily, the first time a test asks for them, and stop at the end of the session:
 each one is started once and shared by every test that asks for it.
 
@@ -63,9 +64,8 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def pair():
     """Servers A and B, wired to each other, started together."""
-    a = orthanc_rig.Server("a", tier="1.10", config={"OverwriteInstances": True},
-                           plugins=_RIG_PLUGINS)
-    b = orthanc_rig.Server("b", tier="1.10", plugins=_RIG_PLUGINS)
+    a = orthanc_rig.Server("a", tier="1.10", config={"OverwriteInstances": True})
+    b = orthanc_rig.Server("b", tier="1.10")
     orthanc_rig.wire(a, b)
     _start_all([a, b])
     for s in (a, b):
@@ -109,8 +109,8 @@ def empty_b(conn_b):
 
 @pytest.fixture(scope="session")
 def server_112():
-    """Orthanc 1.12 (Debian 13's package), alone, with the DICOMweb and GDCM plugins."""
-    server = orthanc_rig.Server("v112", tier="1.12", plugins=_RIG_PLUGINS)
+    """Orthanc 1.12 (Debian 13's package), alone, with the DICOMweb plugin."""
+    server = orthanc_rig.Server("v112", tier="1.12")
     _start_all([server])
     print(f"\n[rig] v112: Orthanc {orthanc_fn.get_system(server.conn)['Version']} at {server.url}")
     return server
@@ -170,6 +170,17 @@ def any_tier(request):
 def conn_any(any_tier, request):
     """The shared server of each tier in turn (A on 1.10), not emptied."""
     return request.getfixturevalue(_TIER_SERVERS[any_tier]).conn
+
+
+@pytest.fixture(scope="session")
+def server_gdcm(any_tier, request, make_server):
+    """A server of each tier with the DICOMweb and GDCM plugins: ``server_113`` on 1.13; on 1.10
+    and 1.12 one of its own, not A, B or ``server_112``: GDCM decodes JPEG 2000 well there, but
+    transcoding a JPEG 2000 file through it kills Orthanc 1.12.7 (every try) and 1.10.1 (one
+    try in four), checked with pydicom's JPEG 2000 files; 1.13.0 with sid's GDCM transcodes."""
+    if any_tier == "1.13":
+        return request.getfixturevalue("server_113")
+    return make_server("gdcm" + any_tier.replace(".", ""), tier=any_tier, plugins=_RIG_PLUGINS)
 
 
 @pytest.fixture(scope="session")

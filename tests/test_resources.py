@@ -325,22 +325,22 @@ def _mr_small(name):
 
 
 def test_get_preview_of_a_jpeg_2000_instance_is_that_of_its_uncompressed_twin_on_every_tier(
-        conn_any):
-    """GDCM decodes it (the rig loads it everywhere): Orthanc has no JPEG 2000 decoder."""
-    jpeg_2000 = o.upload(conn_any, _mr_small("MR_small_jp2klossless.dcm"))[0]
-    uncompressed = o.upload(conn_any, _mr_small("MR_small.dcm"))[0]
-    assert o.get_info(conn_any, o.INSTANCES, jpeg_2000)["FileSize"] < o.get_info(
-        conn_any, o.INSTANCES, uncompressed)["FileSize"]
-    preview = o.get_preview(conn_any, jpeg_2000)
+        server_gdcm):
+    """GDCM decodes it: Orthanc has no JPEG 2000 decoder of its own."""
+    conn = server_gdcm.conn
+    jpeg_2000 = o.upload(conn, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    uncompressed = o.upload(conn, _mr_small("MR_small.dcm"))[0]
+    assert o.get_info(conn, o.INSTANCES, jpeg_2000)["FileSize"] < o.get_info(
+        conn, o.INSTANCES, uncompressed)["FileSize"]
+    preview = o.get_preview(conn, jpeg_2000)
     assert preview.startswith(b"\x89PNG")
-    assert preview == o.get_preview(conn_any, uncompressed)
+    assert preview == o.get_preview(conn, uncompressed)
 
 
-def test_get_preview_of_a_jpeg_2000_instance_without_gdcm_raises_415(make_server):
-    conn = make_server("res-nogdcm", plugins=()).conn
-    instance_id = o.upload(conn, _mr_small("MR_small_jp2klossless.dcm"))[0]
+def test_get_preview_of_a_jpeg_2000_instance_without_gdcm_raises_415(conn_a):
+    instance_id = o.upload(conn_a, _mr_small("MR_small_jp2klossless.dcm"))[0]
     with pytest.raises(o.HttpError) as info:
-        o.get_preview(conn, instance_id)
+        o.get_preview(conn_a, instance_id)
     assert info.value.status == 415
 
 

@@ -99,9 +99,10 @@ def test_get_capabilities_tells_key_value_stores_and_queues_from_orthanc_1_13_on
     assert capabilities["has_key_value_stores"] is capabilities["has_queues"] is newest
 
 
-def test_get_capabilities_lists_gdcm_with_its_version_on_every_tier(conn_any):
-    plugins = o.get_capabilities(conn_any)["plugins"]
-    assert plugins["gdcm"] == o._get(conn_any, "/plugins/gdcm")["Version"]
+def test_get_capabilities_lists_gdcm_with_its_version_on_every_tier(server_gdcm):
+    conn = server_gdcm.conn
+    plugins = o.get_capabilities(conn)["plugins"]
+    assert plugins["gdcm"] == o._get(conn, "/plugins/gdcm")["Version"]
     assert set(plugins) == {"dicom-web", "gdcm"}
 
 
