@@ -28,10 +28,9 @@ PASSWORD = "pw-" + uuid.uuid4().hex[:12]  # a secret the secrecy tests look for
 _TIERS = {"1.10": "bookworm", "1.12": "trixie", "1.13": "sid"}  # tier -> Debian suite
 _running = set()  # Popen of every Orthanc started here and not stopped yet
 # GDCM decodes and transcodes only JPEG 2000, which DCMTK cannot; the rest stays with DCMTK.
-# Debian's GDCM plugins (1.5, 1.8) have no such default, and their JPEG-LS encoder kills Orthanc
-# 1.10 and 1.13
-# (checked). Transcoding to or from JPEG 2000 still kills Orthanc 1.12.7 with trixie's GDCM 1.8
-# (and 1.10.1 with GDCM 1.5 now and then): see server_gdcm in conftest.py.
+# Debian's GDCM plugins (1.5, 1.8) have no such default, and their JPEG-LS encoder kills
+# Orthanc 1.10 and 1.13 (checked). Transcoding to or from JPEG 2000 still kills Orthanc 1.12.7
+# with trixie's GDCM 1.8 (and 1.10.1 with GDCM 1.5 now and then): see server_gdcm, conftest.py.
 JPEG_2000 = ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
              "1.2.840.10008.1.2.4.93"]
 
