@@ -1371,7 +1371,8 @@ def upload(conn, buffer, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
 
     An instance the server already has counts as stored. Raises ``BadFileFormat`` when
-    Orthanc refuses the content as a file (see ``_is_file_error``). ``timeout``: seconds to
+    Orthanc's error says the content is the problem (its ``OrthancStatus``: bad file format,
+    inexistent tag...; HTTP 400 or 404); other errors as they come. ``timeout``: seconds to
     wait for the answer (default 60; a large ZIP may need more). Orthanc: POST /instances.
     """
     return [answer["ID"] for answer in _store(conn, buffer, timeout=timeout)]
@@ -1520,8 +1521,8 @@ def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, 
     Orthanc's reason: a folder copied from a CD stores its images and lists its DICOMDIR.
     Without it, the first one raises ``BadFileFormat`` (or the ``OSError``) once the uploads
     in flight have finished; the error carries ``.path`` and ``.instances_ids``, the ids
-    stored so far. A file is refused when Orthanc's error says so (see ``_is_file_error``);
-    errors that are not about a file (server down, wrong credentials, a 404 from a proxy)
+    stored so far. A file is refused when Orthanc's error says so, as in ``upload``; errors
+    that are not about a file (server down, wrong credentials, a 404 from a proxy)
     are always raised. Orthanc: POST /instances, one per file.
     """
     files, unreadable = _folder_files(path, skip_extensions)
