@@ -418,8 +418,9 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     """Send one request and return its decoded answer; the only place that talks HTTP.
 
     Returns the parsed JSON (or ``bytes`` with ``raw=True``, or the open urllib3 response with
-    ``stream=True``, which the caller must release). Every urllib3 exception and every non-2xx
-    answer is translated here by ``_translate``.
+    ``stream=True``, which the caller must release and read through ``_body_chunks``). Every
+    urllib3 exception is translated by ``_translate``, every non-2xx answer by ``_http_error``;
+    a 2xx answer that is neither empty nor JSON raises ``UnexpectedAnswer``.
     """
     if not isinstance(conn, Connection):
         raise OrthancValueError(f"expected a Connection, got {type(conn).__name__}")

@@ -19,6 +19,7 @@ import orthanc_fn as o
 import orthanc_fn_helpers as h
 
 TIERS = ["empty_a", pytest.param("conn_112", marks=pytest.mark.v112)]
+ALL_TIERS = TIERS + [pytest.param("conn_113", marks=pytest.mark.v113)]
 
 
 def _pydicom_files():
@@ -77,7 +78,7 @@ def _reason(said):
     return ": ".join(str(said[key]) for key in ("Message", "Details") if said.get(key))
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_upload_folder_of_real_files_stores_and_refuses_exactly_as_raw_posts_do(
         tier, request, corpus):
     conn = request.getfixturevalue(tier)
