@@ -15,6 +15,9 @@ Sections, in dependency order (``grep '^# ====' orthanc_fn.py``): Constants, Err
 Helpers used everywhere, Connection and transport, System, Jobs, Resources, Tags metadata
 attachments labels, Upload, Download, Find and statistics, Modify and anonymize, Modalities
 peers transfers, InstancesSet (pure), InstancesSet (server), Command line.
+
+Copyright (c) 2026 the orthanc_fn authors. MIT License: use, copy, modify and distribute
+freely, keeping this notice; no warranty (the full text is in the project's LICENSE file).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ __all__ = [
     # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
     "BadFileFormat", "UnexpectedAnswer", "StowFailed", "OrthancConnectionError",
-    "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "UnsupportedByServer",
+    "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "TransferOnPeer",
+    "UnsupportedByServer",
     # Connection and transport, System
     "Connection", "Changes", "is_alive", "wait_started", "get_system", "get_version",
     "get_statistics", "get_changes", "iter_changes", "delete_all_content",
@@ -75,6 +79,7 @@ import os
 import re
 import threading
 import time
+import types
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import NamedTuple, Optional, Tuple
@@ -105,24 +110,16 @@ _LEVEL_NAMES = {
 }
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
-# Which feature needs which Orthanc version: drives UnsupportedByServer. Checked against
-# Orthanc's NEWS: "Since" in /tools/find 1.3.0; If-Match/ETag revisions 1.9.2;
-# /tools/bulk-{modify,anonymize,delete,content} 1.9.4; RequestedTags 1.11.0; "Asynchronous"
-# in /modalities/{id}/move 1.11.1; labels 1.12.0;
-# /system "Capabilities" with extended /tools/find and /changes 1.12.5 (also needs a database
-# back-end that has them: the default SQLite one does).
-FEATURES = {
+# The features newer than the supported floor (Orthanc 1.10) and the first version that has
+# them, checked against Orthanc's NEWS; read-only. Drives UnsupportedByServer.
+FEATURES = types.MappingProxyType({
+    "requested_tags": (1, 11, 0),  # RequestedTags in /tools/find
+    "asynchronous_move": (1, 11, 1),  # "Asynchronous" in /modalities/{id}/move
     "labels": (1, 12, 0),
-    "requested_tags": (1, 11, 0),
-    "find_since_with_limit": (1, 3, 0),
-    "revisions": (1, 9, 2),
-    "bulk_modify": (1, 9, 4),
-    "bulk_delete": (1, 9, 4),
-    "bulk_content": (1, 9, 4),
-    "extended_changes": (1, 12, 5),
+    # /system "Capabilities" with the extended /tools/find (also needs a database back-end
+    # that has it: the default SQLite one does)
     "extended_find": (1, 12, 5),
-    "asynchronous_move": (1, 11, 1),
-}
+})
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
 _JSON = "application/json"
@@ -137,14 +134,19 @@ _DICOM_MARGIN = 10
 # ==== Errors ====
 
 class OrthancError(Exception):
-    """Root of every error orthanc_fn raises; keyword context becomes attributes.
+    """Root of every error orthanc_fn raises; a subclass declares its fields as attributes.
 
-    Errors pickle: ``args`` holds the message and the attributes travel in ``__dict__``.
+    Each class takes the message, then its fields as keyword-only arguments. Errors pickle
+    (workers send them across processes): the message travels in ``args``, the fields in the
+    instance ``__dict__``, both restored without calling ``__init__``.
     """
 
-    def __init__(self, message: str = "", **context):
+    def __init__(self, message: str = ""):
         super().__init__(message)
-        self.__dict__.update(context)
+
+    def __reduce__(self):
+        import copyreg
+        return copyreg.__newobj__, (type(self), *self.args), {**vars(self), "args": self.args}
 
 
 class OrthancValueError(OrthancError, ValueError):
@@ -154,14 +156,17 @@ class OrthancValueError(OrthancError, ValueError):
 class HttpError(OrthancError):
     """Orthanc answered with a non-2xx status.
 
-    Attributes: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the
-    JSON error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or
-    None.
+    Fields: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the JSON
+    error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or None.
     """
-    status = None
-    method = None
-    url = None
-    orthanc = None
+    status: int
+    method: str
+    url: str
+    orthanc: Optional[dict]
+
+    def __init__(self, message, *, status, method, url, orthanc=None):
+        super().__init__(message)
+        self.status, self.method, self.url, self.orthanc = status, method, url, orthanc
 
 
 class NotFound(HttpError):
@@ -177,59 +182,140 @@ class Conflict(HttpError):
 
 
 class BadFileFormat(HttpError):
-    """Orthanc refused a file sent for storing; ``path`` names the file when there was one.
+    """Orthanc refused a file sent for storing.
 
     Raised by the upload functions only, when Orthanc's JSON error says the file is the
     problem (its ``OrthancStatus``: bad file format, inexistent tag...), whatever the HTTP
     status: a DICOMDIR or a palette file is refused with 404 and "Inexistent tag".
+    Fields: those of ``HttpError``, ``path`` (the file, when there was one) and
+    ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
     """
-    path = None
+    path: Optional[str]
+    instances_ids: Optional[list]
+
+    def __init__(self, message, *, status, method, url, orthanc=None, path=None,
+                 instances_ids=None):
+        super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
+        self.path, self.instances_ids = path, instances_ids
 
 
 class UnexpectedAnswer(OrthancError):
     """The server answered 2xx, but not as Orthanc does (e.g. the HTML login page of a proxy).
 
-    Attributes: ``status``, ``method``, ``url``, ``content_type`` and ``data``, the first
-    bytes of the answer.
+    Fields: ``status``, ``method``, ``url`` (never with credentials), ``content_type`` and
+    ``data``, the first bytes of the answer.
     """
-    status = None
-    method = None
-    url = None
-    content_type = None
-    data = None
+    status: int
+    method: str
+    url: str
+    content_type: str
+    data: bytes
+
+    def __init__(self, message, *, status, method, url, content_type, data):
+        super().__init__(message)
+        self.status, self.method, self.url = status, method, url
+        self.content_type, self.data = content_type, data
 
 
 class StowFailed(OrthancError):
     """The DICOMweb plugin did not store some files of a STOW-RS upload.
 
-    ``answer`` is the merged STOW-RS answer of every batch (what was stored and what failed),
-    ``paths`` the files that were not stored.
+    Fields: ``answer``, the merged STOW-RS answer of every batch (what was stored and what
+    failed), and ``paths``, the files that were not stored.
     """
-    answer = None
-    paths = None
+    answer: dict
+    paths: list
+
+    def __init__(self, message, *, answer, paths):
+        super().__init__(message)
+        self.answer, self.paths = answer, paths
 
 
 class OrthancConnectionError(OrthancError, ConnectionError):
-    """The server could not be reached (refused, unknown host, TLS failure, reset)."""
+    """The server could not be reached (refused, unknown host, TLS failure, reset).
+
+    Fields: ``method`` and ``url`` (never with credentials) of the request.
+    """
+    method: str
+    url: str
+
+    def __init__(self, message, *, method, url):
+        super().__init__(message)
+        self.method, self.url = method, url
 
 
 class OrthancTimeout(OrthancError, TimeoutError):
-    """The server or a job did not answer in time."""
+    """The server or a job did not answer in time.
+
+    Fields: ``method`` and ``url`` of a request that timed out, or ``job``, Orthanc's dict of
+    a job still running (the others are None).
+    """
+    method: Optional[str]
+    url: Optional[str]
+    job: Optional[dict]
+
+    def __init__(self, message, *, method=None, url=None, job=None):
+        super().__init__(message)
+        self.method, self.url, self.job = method, url, job
 
 
 class JobFailed(OrthancError):
-    """An Orthanc job ended in ``Failure``; ``job`` is Orthanc's job dict."""
-    job = None
+    """An Orthanc job ended in ``Failure``; the field ``job`` is Orthanc's job dict."""
+    job: dict
+
+    def __init__(self, message, *, job):
+        super().__init__(message)
+        self.job = job
 
 
 class TooManyResourcesFound(OrthancError):
-    """A lookup that expects one resource found several."""
+    """A lookup that expects one resource found several; the field ``ids`` lists them."""
+    ids: list
+
+    def __init__(self, message, *, ids):
+        super().__init__(message)
+        self.ids = ids
+
+
+class TransferOnPeer(OrthancError):
+    """A transfer started as a job on the peer (which pulls) and there is no connection to it.
+
+    Fields: ``remote_job`` (the job id on the peer), ``job_url`` (its URL there) and ``peer``.
+    """
+    remote_job: str
+    job_url: str
+    peer: str
+
+    def __init__(self, message, *, remote_job, job_url, peer):
+        super().__init__(message)
+        self.remote_job, self.job_url, self.peer = remote_job, job_url, peer
 
 
 class UnsupportedByServer(OrthancError):
-    """The server is too old for the asked feature; ``needed`` and ``actual`` are versions."""
-    needed = None
-    actual = None
+    """The server is too old for the asked feature; fields ``needed`` and ``actual`` are
+    ``(major, minor, patch)`` versions."""
+    needed: tuple
+    actual: tuple
+
+    def __init__(self, message, *, needed, actual):
+        super().__init__(message)
+        self.needed, self.actual = needed, actual
+
+
+def _restated(error, message, **fields):
+    """The same error (class and fields) with another message, e.g. with a hint or a path.
+
+    >>> e = _restated(NotFound("GET /x -> HTTP 404", status=404, method="GET", url="/x"),
+    ...               "GET /x -> HTTP 404 (is x declared?)")
+    >>> type(e).__name__, str(e), e.status
+    ('NotFound', 'GET /x -> HTTP 404 (is x declared?)', 404)
+    >>> _restated(BadFileFormat("refused", status=400, method="POST", url="/i"), "a.dcm: refused",
+    ...           path="a.dcm").path
+    'a.dcm'
+    """
+    declared = {name for cls in type(error).__mro__
+                for name in vars(cls).get("__annotations__", ())}
+    return type(error)(message, **{**{name: getattr(error, name) for name in declared}, **fields})
 
 
 # ==== Helpers used everywhere ====
@@ -895,13 +981,13 @@ def delete(conn, level, orthanc_ids):
     """Delete one resource (an id) or several (a list of ids).
 
     One id: DELETE /{level}/{id}, ``NotFound`` when unknown. Several ids: one
-    POST /tools/bulk-delete (Orthanc >= 1.9.4, else one DELETE each), where Orthanc skips
-    the ids it does not know and does not check their level.
+    POST /tools/bulk-delete, where Orthanc skips the ids it does not know and does not check
+    their level.
     """
     level = _level(level)
     ids = _as_list(orthanc_ids)
     paths = [f"/{level}/{_segment(orthanc_id)}" for orthanc_id in ids]
-    if len(ids) > 1 and get_version(conn) >= FEATURES["bulk_delete"]:
+    if len(ids) > 1:
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
         return
     for path in paths:
@@ -1186,9 +1272,9 @@ def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **opti
     except NotFound as exc:
         if not _is_undeclared(exc):
             raise
-        raise NotFound(f"{exc} ({kind} name {name!r} is not declared in the server's "
-                       f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
-                       "1024-65535)", **vars(exc)) from exc
+        raise _restated(exc, f"{exc} ({kind} name {name!r} is not declared in the server's "
+                        f"{_USER_CONFIG[kind]} configuration: declare it, or use a number "
+                        "1024-65535)") from exc
 
 
 def _is_undeclared(error):
@@ -1406,7 +1492,8 @@ def _store(conn, buffer, *, timeout=None):
     except HttpError as exc:
         if not _is_file_error(exc):
             raise
-        raise BadFileFormat(str(exc), **vars(exc)) from exc
+        raise BadFileFormat(str(exc), status=exc.status, method=exc.method, url=exc.url,
+                            orthanc=exc.orthanc) from exc
     return answer if isinstance(answer, list) else [answer]
 
 
@@ -1418,7 +1505,7 @@ class UploadResult(NamedTuple):
 
 def _with_path(error, path, **context):
     """Return a copy of a ``BadFileFormat`` that names the file ``path``."""
-    return BadFileFormat(f"{path}: {error}", **dict(vars(error), path=path, **context))
+    return _restated(error, f"{path}: {error}", path=path, **context)
 
 
 def upload_file(conn, path, *, timeout=None):
@@ -1620,8 +1707,7 @@ def upload_files_dicom_web(conn, paths, *, root="/dicom-web", study_uid=None,
     ``.paths`` (the files not stored: those whose SOP instance UID is not in the stored
     sequence; a file without a DICOM meta header counts as not stored when its batch had a
     failure). With ``ignore_errors=True`` the merged answer is returned instead. Errors that
-    are not a STOW-RS answer (no plugin, wrong credentials) are raised at once, with the
-    ``.answer`` and ``.paths`` of the batches sent before.
+    are not a STOW-RS answer (no plugin, wrong credentials) are raised at once.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
@@ -1630,11 +1716,7 @@ def upload_files_dicom_web(conn, paths, *, root="/dicom-web", study_uid=None,
         route += "/" + _segment(study_uid, "study UID")
     answers, failed, sent = [], [], 0
     for batch in _stow_batches(paths):
-        try:
-            answer, refused = _stow(conn, route, batch)
-        except OrthancError as exc:  # what was stored so far is not lost from sight
-            exc.answer, exc.paths = _merge_stow_answers(answers), failed
-            raise
+        answer, refused = _stow(conn, route, batch)
         answers.append(answer)
         failed.extend(refused)
         sent += len(batch)
@@ -2014,6 +2096,15 @@ def iter_find(conn, level, query, *, page_size=1000, expand=True, case_sensitive
 
 
 def _as_date(value):
+    """Read a date, datetime, ``'YYYY-MM-DD'`` or ``'YYYYMMDD'`` (the one rule of both files).
+
+    >>> _as_date("20260130"), _as_date("2026-01-30"), _as_date(datetime.datetime(2026, 1, 30, 9))
+    (datetime.date(2026, 1, 30), datetime.date(2026, 1, 30), datetime.date(2026, 1, 30))
+    >>> _as_date("30/01/2026")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: invalid date '30/01/2026': use a datetime.date, 'YYYY-MM-DD' or 'YYYYMMDD'
+    """
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
@@ -2075,8 +2166,8 @@ def print_daily_stats(conn, level, from_date=None, to_date=None):
 
 # Keeping or setting one of these may give the new resource the original's ids: then Orthanc's
 # KeepSource=false would delete the result too (checked on 1.10.1), so we delete ourselves.
-_UID_TAGS = {"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
-             "0020,000D", "0020,000E", "0008,0018"}
+_UID_TAGS = frozenset({"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID",
+                       "0020,000D", "0020,000E", "0008,0018"})
 
 
 def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
@@ -2223,7 +2314,6 @@ class BulkResult(NamedTuple):
 
 def _start_bulk(conn, action, level, orthanc_ids, body, delete_original):
     """Start /tools/bulk-{action} on resources of one level; return the job id."""
-    _require(conn, "bulk_modify")
     body = dict(body, Resources=_as_list(orthanc_ids), Level=_ORTHANC_LEVEL[_level(level)],
                 KeepSource=not delete_original or _touches_uids(body))
     return _start_job(conn, f"/tools/bulk-{action}", body)
@@ -2394,14 +2484,14 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
 def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
     """C-MOVE one study from a modality into this Orthanc and return its local orthanc id.
 
-    See ``modality_retrieve``. Raises ``NotFound`` if the move ended without the study
+    See ``modality_retrieve``. Raises ``OrthancError`` if the move ended without the study
     arriving (a remote that sends asynchronously after answering, for instance).
     """
     modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout)
     orthanc_id = lookup(conn, STUDIES, dicom_id)
     if orthanc_id is None:
-        raise NotFound(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
-                       f"{conn.url} has no such study")
+        raise OrthancError(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
+                           f"{conn.url} has no such study")
     return orthanc_id
 
 
@@ -2517,8 +2607,8 @@ def _transfers_start(conn, peer, orthanc_ids, level, compress):
     try:
         return _post(conn, "/transfers/send", body)
     except NotFound as exc:
-        raise NotFound(f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers plugin "
-                       "loaded?)", **vars(exc)) from exc
+        raise _restated(exc, f"{exc} (is {peer!r} a peer of {conn.url}, with the Transfers "
+                        "plugin loaded?)") from exc
 
 
 def transfers_send_as_job(conn, peer, orthanc_ids, level, compress=True):
@@ -2543,8 +2633,8 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
 
     Raises:
         JobFailed: the transfer failed (an unknown resource, an unreachable peer...).
-        OrthancError: the transfer runs on the peer and ``peer_conn`` is None; ``remote_job``
-            and ``job_url`` say where to follow it.
+        TransferOnPeer: the transfer runs on the peer and ``peer_conn`` is None; its
+            ``remote_job`` and ``job_url`` say where to follow it.
         NotFound: unknown peer, or the plugin is not loaded.
     """
     answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
@@ -2554,7 +2644,7 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     remote_job = answer["RemoteJob"]
     job_url = re.sub(r"(?<!:)//+", "/", answer.get("URL", ""))
     if peer_conn is None:
-        raise OrthancError(
+        raise TransferOnPeer(
             f"the transfer to peer {peer!r} was started as job {remote_job} on the peer "
             f"({job_url}) because the peer pulls (RemoteSelf); pass peer_conn=Connection(...) "
             "for the peer to wait for it there", remote_job=remote_job, job_url=job_url,
@@ -2843,7 +2933,7 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     files_before = {one["ID"]: one["FileUuid"]
                     for one in _bulk_content(conn, "Instance", s.instances_ids)} if in_place else {}
     try:
-        job = _bulk(conn, "bulk_modify", _run_job, "/tools/bulk-modify", body, timeout=timeout)
+        job = _run_job(conn, "/tools/bulk-modify", body, timeout=timeout)
     except JobFailed as exc:
         if in_place and exc.job.get("ErrorCode") == _CANNOT_STORE_INSTANCE:
             raise JobFailed(_not_overwritten(conn, exc), job=exc.job) from exc
@@ -2870,8 +2960,7 @@ def delete_instances_set(conn, s):
     Ids that are already gone are ignored. Orthanc: POST /tools/bulk-delete (1.9.4).
     """
     if s:
-        _bulk(conn, "bulk_delete", _post, "/tools/bulk-delete",
-              {"Resources": list(s.instances_ids)}, timeout=600)
+        _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
 
 
 def download_instances_set(conn, s, path, *, progress=None):
@@ -2918,18 +3007,7 @@ def _set_of_contents(conn, instances):
 
 def _bulk_content(conn, level, orthanc_ids):
     """Orthanc's dicts of the given resources of one level (unknown ids are left out)."""
-    return _bulk(conn, "bulk_content", _post, "/tools/bulk-content",
-                 {"Resources": sorted(orthanc_ids), "Level": level})
-
-
-def _bulk(conn, feature, send, path, body, **options):
-    """``send(conn, path, body)`` to a /tools/bulk-* route; on a server without the route
-    (older than ``FEATURES[feature]``) raise UnsupportedByServer instead of its 404."""
-    try:
-        return send(conn, path, body, **options)
-    except NotFound:
-        _require(conn, feature)
-        raise
+    return _post(conn, "/tools/bulk-content", {"Resources": sorted(orthanc_ids), "Level": level})
 
 
 def _not_overwritten(conn, cause):

@@ -8,6 +8,9 @@ ImportError naming the missing package.
 '20261130'
 >>> from_dicom_time("101010.5")
 datetime.time(10, 10, 10, 500000)
+
+Copyright (c) 2026 the orthanc_fn authors. MIT License: use, copy, modify and distribute
+freely, keeping this notice; no warranty (the full text is in the project's LICENSE file).
 """
 from __future__ import annotations
 
@@ -18,17 +21,24 @@ import random
 import sys
 import time
 
-try:  # installed side by side, or vendored next to each other
-    import orthanc_fn  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import orthanc_fn  # noqa: F401
-
 __all__ = [
     "to_dicom_date", "from_dicom_date", "to_dicom_time", "from_dicom_time",
     "from_orthanc_datetime", "wait_until", "get_random_dicom_date",
     "generate_test_dicom_file", "generate_test_study",
 ]
+
+
+def _core():
+    """The orthanc_fn module beside this file, imported on first use by a helper that needs it.
+
+    Installed, it is the top-level ``orthanc_fn``; vendored with this file inside a package,
+    it is that package's copy (``mypkg.orthanc_fn``): one module, one pool, one ``NotFound``.
+    """
+    if __package__:
+        from . import orthanc_fn
+    else:
+        import orthanc_fn
+    return orthanc_fn
 
 
 def to_dicom_date(date):
@@ -141,27 +151,18 @@ def wait_until(predicate, timeout, polling_interval=0.1):
 def get_random_dicom_date(date_from, date_to=None):
     """Return a random DICOM date between ``date_from`` and ``date_to`` (today), inclusive.
 
-    Bounds are dates or DICOM ``YYYYMMDD`` strings; today is read at each call.
+    Bounds are dates or ``'YYYY-MM-DD'`` / ``'YYYYMMDD'`` strings, read by the core's one date
+    rule (a wrong one raises ``OrthancValueError``, a ValueError); today is read at each call.
 
-    >>> get_random_dicom_date(datetime.date(2020, 5, 5), "20200505")
+    >>> get_random_dicom_date(datetime.date(2020, 5, 5), "2020-05-05")
     '20200505'
     """
-    first = _as_date(date_from)
-    last = datetime.date.today() if date_to is None else _as_date(date_to)
+    as_date = _core()._as_date
+    first = as_date(date_from)
+    last = datetime.date.today() if date_to is None else as_date(date_to)
     if first > last:
         raise ValueError(f"get_random_dicom_date: {date_from!r} is after {last!r}")
     return to_dicom_date(first + datetime.timedelta(days=random.randint(0, (last - first).days)))
-
-
-def _as_date(value):
-    if isinstance(value, datetime.datetime):
-        return value.date()
-    if isinstance(value, datetime.date):
-        return value
-    date = from_dicom_date(value)
-    if date is None:
-        raise ValueError(f"expected a date or a DICOM date (YYYYMMDD), got {value!r}")
-    return date
 
 
 # ---- DICOM generation (pydicom + numpy) ----

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import NamedTuple
 
 import pytest
 
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "rig"))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import orthanc_fn  # noqa: E402
+import orthanc_fn_helpers  # noqa: E402
 import orthanc_rig  # noqa: E402
 
 _started = []
@@ -206,6 +208,53 @@ def proxy_standin():
     yield standin
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def conn_rev(make_server):
+    """A 1.10 server of its own (tests may change its settings) that checks revisions."""
+    return make_server("rev", config={"CheckRevisions": True}).conn
+
+
+class UploadedStudy(NamedTuple):
+    """What ``upload_study`` stored: Orthanc ids (series sorted), and the StudyInstanceUID."""
+    id: str
+    uid: str
+    patient_id: str
+    series_ids: list
+    instances_ids: list
+
+
+@pytest.fixture(scope="session")
+def upload_study():
+    """``upload_study(conn, series=1, instances=2, tags=None, **options)``: store a new study.
+
+    The files come from ``orthanc_fn_helpers.generate_test_study`` (8 x 8 images unless
+    ``width``/``height`` say otherwise; ``tags`` and ``modality`` go to it); one request per
+    file, and one to read the study. Returns an ``UploadedStudy``.
+    """
+    def upload(conn, series=1, instances=2, tags=None, **options):
+        options = {"width": 8, "height": 8, **options}
+        files = orthanc_fn_helpers.generate_test_study(series, instances, tags, **options)
+        ids = [i for data in files for i in orthanc_fn.upload(conn, data)]
+        study = orthanc_fn._get(conn, f"/instances/{ids[0]}/study")
+        return UploadedStudy(study["ID"], study["MainDicomTags"]["StudyInstanceUID"],
+                             study["ParentPatient"], sorted(study["Series"]), ids)
+    return upload
+
+
+_TIER_FIXTURES = {"v112": {"server_112", "conn_112"}, "v113": {"server_113", "conn_113"}}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test using the 1.12 (1.13) server must carry the v112 (v113) marker."""
+    unmarked = [f"{item.nodeid} uses {sorted(fixtures & set(item.fixturenames))[0]} "
+                f"without @pytest.mark.{marker}"
+                for item in items for marker, fixtures in _TIER_FIXTURES.items()
+                if fixtures & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker(marker) is None]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -124,6 +124,7 @@ def test_find_refuses_an_unknown_labels_constraint(conn_a):
         o.find(conn_a, o.STUDIES, {}, labels=["x"], labels_constraint="Some")
 
 
+@pytest.mark.v112
 def test_find_requested_tags_adds_them_on_orthanc_1_12(conn_112):
     _study(conn_112, StudyDescription="desc", ReferringPhysicianName="DR^WHO")
     found = o.find(conn_112, o.STUDIES, {}, requested_tags=["NumberOfStudyRelatedInstances"])
@@ -251,6 +252,7 @@ def test_print_daily_stats_prints_one_line_per_day_with_iso_dates(dated, capsys)
     assert capsys.readouterr().out == "2001-03-01  5\n2001-03-02  0\n2001-03-03  1\n"
 
 
+@pytest.mark.v112
 def test_iter_find_pages_completely_on_orthanc_1_12_too(conn_112):
     description = _unique()
     expected = {_study(conn_112, StudyDescription=description) for _ in range(7)}
@@ -259,6 +261,7 @@ def test_iter_find_pages_completely_on_orthanc_1_12_too(conn_112):
     assert len(found) == 7 and set(found) == expected
 
 
+@pytest.mark.v112
 def test_daily_stats_agree_on_orthanc_1_12(conn_112):
     for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
                   h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
@@ -268,6 +271,7 @@ def test_daily_stats_agree_on_orthanc_1_12(conn_112):
         assert o.get_daily_stats(conn_112, level, "2001-03-01", "2001-03-03") == _days(*counts)
 
 
+@pytest.mark.v112
 def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12(conn_112, count_requests):
     description = _unique()
     expected = {_study(conn_112, StudyDescription=description) for _ in range(4)}

@@ -215,6 +215,39 @@ def _bare_python(tmp_path, *packages):
     return [sys.executable, "-S", "-c"]
 
 
+_VENDORED = """
+import sys; sys.path[:0] = [sys.argv[1]]
+path = list(sys.path)
+import mypkg.orthanc_fn_helpers as h
+assert "mypkg.orthanc_fn" not in sys.modules, "the helpers imported the core before a need"
+assert h.get_random_dicom_date("2026-01-30", "20260130") == "20260130"  # the core's date rule
+import mypkg.orthanc_fn as o
+assert h._core() is o and sys.path == path
+assert not any(name == "orthanc_fn" or name.endswith(".orthanc_fn") and name != "mypkg.orthanc_fn"
+               for name in sys.modules), "a second copy of the core was loaded"
+try:
+    o.get_info(o.Connection(sys.argv[2]), o.STUDIES, "no-such-study")
+except h._core().NotFound as exc:
+    print(type(exc).__module__, type(exc).__name__, exc.status)
+"""
+
+
+def test_both_files_vendored_in_a_package_load_the_core_once_with_one_pool_and_one_not_found(
+        tmp_path, conn_a):
+    run = _bare_python(tmp_path)
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for module in (o, h):
+        os.replace(tmp_path / os.path.basename(module.__file__),
+                   package / os.path.basename(module.__file__))
+    url = conn_a.url.replace("://", f"://{conn_a.auth[0]}:{conn_a.auth[1]}@")
+    out = subprocess.run(run + [_VENDORED, str(tmp_path), url],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["mypkg.orthanc_fn", "NotFound", "404"]
+
+
 _SCRIPT = """
 import sys; sys.path[:0] = [sys.argv[1]]
 import orthanc_fn_helpers as h

@@ -141,13 +141,6 @@ def test_a_union_of_two_studies_is_refused():
 
 # ---- server ----
 
-def _upload_study(conn, series=2, instances=2, **tags):
-    files = h.generate_test_study(series=series, instances=instances, tags=tags or None)
-    ids = [i for f in files for i in o.upload(conn, f)]
-    study_id = o._get(conn, f"/instances/{ids[0]}/study")["ID"]
-    return study_id, ids
-
-
 def _tag(conn, instance_id, keyword):
     return o._get(conn, f"/instances/{instance_id}/simplified-tags").get(keyword)
 
@@ -156,16 +149,17 @@ def _read(data):
     return pydicom.dcmread(io.BytesIO(data))
 
 
-def test_instances_set_from_study_holds_every_series_and_instance(conn_a):
-    study_id, ids = _upload_study(conn_a, series=2, instances=3)
+def test_instances_set_from_study_holds_every_series_and_instance(conn_a, upload_study):
+    uploaded = upload_study(conn_a, 2, 3)
+    study_id, ids = uploaded.id, uploaded.instances_ids
     s = o.instances_set_from_study(conn_a, study_id)
     assert s.study_id == study_id
     assert sorted(s.instances_ids) == sorted(ids)
     assert sorted(s.series_ids) == sorted(o._get(conn_a, f"/studies/{study_id}")["Series"])
 
 
-def test_instances_set_from_study_sends_exactly_one_request(conn_a, count_requests):
-    study_id, _ = _upload_study(conn_a, series=3, instances=2)
+def test_instances_set_from_study_sends_exactly_one_request(conn_a, count_requests, upload_study):
+    study_id = upload_study(conn_a, 3, 2).id
     count_requests.clear()
     s = o.instances_set_from_study(conn_a, study_id)
     assert len(s) == 6
@@ -173,23 +167,25 @@ def test_instances_set_from_study_sends_exactly_one_request(conn_a, count_reques
         ("GET", f"{conn_a.url}/studies/{study_id}/instances")]
 
 
-def test_instances_set_from_series_and_from_instances_match_the_study_snapshot(conn_a):
-    study_id, ids = _upload_study(conn_a, series=1, instances=3)
+def test_instances_set_from_series_and_from_instances_match_the_study_snapshot(
+        conn_a, upload_study):
+    uploaded = upload_study(conn_a, 1, 3)
+    study_id, ids = uploaded.id, uploaded.instances_ids
     whole = o.instances_set_from_study(conn_a, study_id)
     assert o.instances_set_from_series(conn_a, whole.series_ids[0]) == whole
     assert o.instances_set_from_instances(conn_a, ids) == whole
 
 
-def test_instances_set_from_instances_names_the_unknown_ids(conn_a):
-    _, ids = _upload_study(conn_a, series=1, instances=1)
+def test_instances_set_from_instances_names_the_unknown_ids(conn_a, upload_study):
+    ids = upload_study(conn_a, 1, 1).instances_ids
     with pytest.raises(o.NotFound) as info:
         o.instances_set_from_instances(conn_a, [ids[0], "0000-no-such-instance"])
     assert "0000-no-such-instance" in str(info.value)
 
 
-def test_instances_set_from_instances_refuses_instances_of_two_studies(conn_a):
-    _, first = _upload_study(conn_a, series=1, instances=1)
-    _, second = _upload_study(conn_a, series=1, instances=1)
+def test_instances_set_from_instances_refuses_instances_of_two_studies(conn_a, upload_study):
+    first = upload_study(conn_a, 1, 1).instances_ids
+    second = upload_study(conn_a, 1, 1).instances_ids
     with pytest.raises(o.OrthancValueError):
         o.instances_set_from_instances(conn_a, first + second)
 
@@ -207,8 +203,8 @@ def test_delete_instances_set_leaves_the_instances_that_arrived_later(conn_a):
 _UIDS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
 
 
-def test_modify_keeping_the_uids_rewrites_in_place_with_overwrite_instances(conn_a):
-    study_id, _ = _upload_study(conn_a, InstitutionName="BEFORE")
+def test_modify_keeping_the_uids_rewrites_in_place_with_overwrite_instances(conn_a, upload_study):
+    study_id = upload_study(conn_a, 2, 2, {"InstitutionName": "BEFORE"}).id
     s = o.instances_set_from_study(conn_a, study_id)
     modified = o.modify_instances_set(conn_a, s, replace_tags={"InstitutionName": "AFTER"},
                                       keep_tags=_UIDS, keep_source=True, force=True)
@@ -218,8 +214,8 @@ def test_modify_keeping_the_uids_rewrites_in_place_with_overwrite_instances(conn
 
 
 def test_modify_keeping_the_uids_without_overwrite_instances_raises_and_keeps_originals(
-        conn_b):
-    study_id, _ = _upload_study(conn_b, InstitutionName="BEFORE")
+        conn_b, upload_study):
+    study_id = upload_study(conn_b, 2, 2, {"InstitutionName": "BEFORE"}).id
     o._put(conn_b, f"/studies/{study_id}/metadata/Comment", body=b"kept")
     s = o.instances_set_from_study(conn_b, study_id)
     with pytest.raises(o.JobFailed) as info:
@@ -231,8 +227,8 @@ def test_modify_keeping_the_uids_without_overwrite_instances_raises_and_keeps_or
     assert o._get(conn_b, f"/studies/{study_id}/metadata/Comment", raw=True) == b"kept"
 
 
-def test_modify_with_new_uids_keeps_the_source_by_default(conn_b):
-    study_id, _ = _upload_study(conn_b, InstitutionName="BEFORE")
+def test_modify_with_new_uids_keeps_the_source_by_default(conn_b, upload_study):
+    study_id = upload_study(conn_b, 2, 2, {"InstitutionName": "BEFORE"}).id
     s = o.instances_set_from_study(conn_b, study_id)
     modified = o.modify_instances_set(conn_b, s, replace_tags={"InstitutionName": "AFTER"})
     assert len(modified) == len(s) and not set(modified.instances_ids) & set(s.instances_ids)
@@ -241,8 +237,9 @@ def test_modify_with_new_uids_keeps_the_source_by_default(conn_b):
         s.instances_ids) | set(modified.instances_ids)
 
 
-def test_modify_without_keep_source_deletes_the_originals_once_the_copies_exist(conn_b):
-    study_id, _ = _upload_study(conn_b)
+def test_modify_without_keep_source_deletes_the_originals_once_the_copies_exist(
+        conn_b, upload_study):
+    study_id = upload_study(conn_b, 2, 2).id
     s = o.instances_set_from_study(conn_b, study_id)
     modified = o.modify_instances_set(conn_b, s, replace_tags={"InstitutionName": "NEW"},
                                       keep_source=False)
@@ -251,9 +248,9 @@ def test_modify_without_keep_source_deletes_the_originals_once_the_copies_exist(
 
 
 def test_modify_of_a_study_uid_refused_by_orthanc_110_raises_why_and_keeps_the_originals(
-        make_server):
+        make_server, upload_study):
     conn = make_server("b110", tier="1.10").conn
-    study_id, _ = _upload_study(conn)
+    study_id = upload_study(conn, 2, 2).id
     s = o.instances_set_from_study(conn, study_id)
     with pytest.raises(o.JobFailed) as info:
         o.modify_instances_set(conn, s, replace_tags={"StudyInstanceUID": "1.2.3.4"},
@@ -263,8 +260,9 @@ def test_modify_of_a_study_uid_refused_by_orthanc_110_raises_why_and_keeps_the_o
 
 
 @pytest.mark.v112
-def test_modify_of_the_study_uid_on_orthanc_112_returns_the_set_of_the_new_study(conn_112):
-    study_id, _ = _upload_study(conn_112)
+def test_modify_of_the_study_uid_on_orthanc_112_returns_the_set_of_the_new_study(
+        conn_112, upload_study):
+    study_id = upload_study(conn_112, 2, 2).id
     s = o.instances_set_from_study(conn_112, study_id)
     modified = o.modify_instances_set(conn_112, s, replace_tags={"StudyInstanceUID": "1.2.3.4"},
                                       force=True, keep_source=False)
@@ -273,8 +271,9 @@ def test_modify_of_the_study_uid_on_orthanc_112_returns_the_set_of_the_new_study
     assert not o.exists(conn_112, o.STUDIES, study_id)
 
 
-def test_download_instances_set_writes_one_zip_with_every_instance(conn_a, tmp_path):
-    study_id, ids = _upload_study(conn_a, series=2, instances=2)
+def test_download_instances_set_writes_one_zip_with_every_instance(conn_a, tmp_path, upload_study):
+    uploaded = upload_study(conn_a, 2, 2)
+    study_id, ids = uploaded.id, uploaded.instances_ids
     s = o.instances_set_from_study(conn_a, study_id).without_instances(ids[0])
     path = o.download_instances_set(conn_a, s, tmp_path / "set.zip")
     with zipfile.ZipFile(path) as archive:
@@ -285,8 +284,9 @@ def test_download_instances_set_writes_one_zip_with_every_instance(conn_a, tmp_p
 
 
 @pytest.mark.v112
-def test_modify_keeping_the_uids_without_overwrite_instances_raises_on_orthanc_112(conn_112):
-    study_id, _ = _upload_study(conn_112, InstitutionName="BEFORE")
+def test_modify_keeping_the_uids_without_overwrite_instances_raises_on_orthanc_112(
+        conn_112, upload_study):
+    study_id = upload_study(conn_112, 2, 2, {"InstitutionName": "BEFORE"}).id
     s = o.instances_set_from_study(conn_112, study_id)
     with pytest.raises(o.JobFailed) as info:
         o.modify_instances_set(conn_112, s, replace_tags={"InstitutionName": "AFTER"},
@@ -298,52 +298,11 @@ def test_modify_keeping_the_uids_without_overwrite_instances_raises_on_orthanc_1
 
 @pytest.mark.v112
 def test_modify_keeping_the_uids_rewrites_in_place_on_orthanc_112_with_overwrite_instances(
-        make_server):
+        make_server, upload_study):
     conn = make_server("ow112", tier="1.12", config={"OverwriteInstances": True}).conn
-    study_id, _ = _upload_study(conn, InstitutionName="BEFORE")
+    study_id = upload_study(conn, 2, 2, {"InstitutionName": "BEFORE"}).id
     s = o.instances_set_from_study(conn, study_id)
     modified = o.modify_instances_set(conn, s, replace_tags={"InstitutionName": "AFTER"},
                                       keep_tags=_UIDS, keep_source=False, force=True)
     assert modified == s == o.instances_set_from_study(conn, study_id)
     assert {_tag(conn, i, "InstitutionName") for i in s.instances_ids} == {"AFTER"}
-
-
-@pytest.fixture
-def fake_orthanc_1_9_2():
-    """A stand-in HTTP server answering /system like Orthanc 1.9.2 and 404 elsewhere."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _answer(self):
-            found = self.path == "/system"
-            body = json.dumps({"Version": "1.9.2"} if found else {"HttpStatus": 404}).encode()
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield o.Connection(f"http://127.0.0.1:{server.server_address[1]}")
-    server.shutdown()
-    server.server_close()
-
-
-def test_bulk_routes_on_orthanc_older_than_1_9_4_raise_unsupported_by_server_fake_server(
-        fake_orthanc_1_9_2):
-    """Orthanc 1.9.2 cannot run here (Debian 12/13 ship 1.10/1.12): a fake server stands in."""
-    s = o.InstancesSet("st", {"se": ["i1"]})
-    for call in (lambda: o.delete_instances_set(fake_orthanc_1_9_2, s),
-                 lambda: o.instances_set_from_instances(fake_orthanc_1_9_2, ["i1"]),
-                 lambda: o.modify_instances_set(fake_orthanc_1_9_2, s, {"InstitutionName": "X"})):
-        with pytest.raises(o.UnsupportedByServer) as info:
-            call()
-        assert info.value.needed == (1, 9, 4) and info.value.actual == (1, 9, 2)

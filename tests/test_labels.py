@@ -2,52 +2,52 @@
 import pytest
 
 import orthanc_fn as o
-import orthanc_fn_helpers as h
 
 
-def _study(conn):
-    instance_id = o.upload(conn, h.generate_test_dicom_file(8, 8))[0]
-    return o.get_parent_id(conn, o.INSTANCES, instance_id, o.STUDIES)
-
-
-def test_add_label_then_get_labels_lists_it(conn_112):
-    study_id = _study(conn_112)
+@pytest.mark.v112
+def test_add_label_then_get_labels_lists_it(conn_112, upload_study):
+    study_id = upload_study(conn_112, 1, 1).id
     o.add_label(conn_112, o.STUDIES, study_id, "urgent")
     o.add_label(conn_112, "Study", study_id, "reviewed")
     assert sorted(o.get_labels(conn_112, o.STUDIES, study_id)) == ["reviewed", "urgent"]
 
 
-def test_delete_label_removes_only_that_label(conn_112):
-    study_id = _study(conn_112)
+@pytest.mark.v112
+def test_delete_label_removes_only_that_label(conn_112, upload_study):
+    study_id = upload_study(conn_112, 1, 1).id
     o.add_label(conn_112, o.STUDIES, study_id, "a")
     o.add_label(conn_112, o.STUDIES, study_id, "b")
     o.delete_label(conn_112, o.STUDIES, study_id, "a")
     assert o.get_labels(conn_112, o.STUDIES, study_id) == ["b"]
 
 
-def test_get_all_labels_lists_the_labels_of_every_resource(conn_112):
-    first, second = _study(conn_112), _study(conn_112)
+@pytest.mark.v112
+def test_get_all_labels_lists_the_labels_of_every_resource(conn_112, upload_study):
+    first, second = upload_study(conn_112, 1, 1).id, upload_study(conn_112, 1, 1).id
     o.add_label(conn_112, o.STUDIES, first, "one")
     instance_id = o.get_children_ids(conn_112, o.STUDIES, second, o.INSTANCES)[0]
     o.add_label(conn_112, o.INSTANCES, instance_id, "two")
     assert sorted(o.get_all_labels(conn_112)) == ["one", "two"]
 
 
+@pytest.mark.v112
 def test_get_labels_raises_not_found_for_an_unknown_resource(conn_112):
     with pytest.raises(o.NotFound):
         o.get_labels(conn_112, o.STUDIES, "00000000-00000000-00000000-00000000-00000000")
 
 
-def test_add_label_refuses_a_label_that_is_not_a_path_segment(conn_112):
-    study_id = _study(conn_112)
+@pytest.mark.v112
+def test_add_label_refuses_a_label_that_is_not_a_path_segment(conn_112, upload_study):
+    study_id = upload_study(conn_112, 1, 1).id
     with pytest.raises(o.OrthancValueError):
         o.add_label(conn_112, o.STUDIES, study_id, "../x")
 
 
+@pytest.mark.v112
 @pytest.mark.parametrize("constraint, expected", [
     ("All", ["both"]), ("Any", ["both", "red"]), ("None", ["none"])])
-def test_find_filters_by_labels_with_each_constraint(conn_112, constraint, expected):
-    studies = {name: _study(conn_112) for name in ("both", "red", "none")}
+def test_find_filters_by_labels_with_each_constraint(conn_112, constraint, expected, upload_study):
+    studies = {name: upload_study(conn_112, 1, 1).id for name in ("both", "red", "none")}
     o.add_label(conn_112, o.STUDIES, studies["both"], "red")
     o.add_label(conn_112, o.STUDIES, studies["both"], "blue")
     o.add_label(conn_112, o.STUDIES, studies["red"], "red")
@@ -56,9 +56,10 @@ def test_find_filters_by_labels_with_each_constraint(conn_112, constraint, expec
     assert sorted(found) == sorted(studies[name] for name in expected)
 
 
-def test_iter_find_filters_by_a_single_label(conn_112):
-    labelled = _study(conn_112)
-    _study(conn_112)
+@pytest.mark.v112
+def test_iter_find_filters_by_a_single_label(conn_112, upload_study):
+    labelled = upload_study(conn_112, 1, 1).id
+    upload_study(conn_112, 1, 1).id
     o.add_label(conn_112, o.STUDIES, labelled, "only")
     assert list(o.iter_find(conn_112, o.STUDIES, {}, expand=False, labels="only")) == [labelled]
 
@@ -71,8 +72,9 @@ def test_iter_find_filters_by_a_single_label(conn_112):
     lambda c, s: o.find(c, o.STUDIES, {}, labels=["x"]),
     lambda c, s: list(o.iter_find(c, o.STUDIES, {}, labels=["x"])),
 ], ids=["get_labels", "add_label", "delete_label", "get_all_labels", "find", "iter_find"])
-def test_every_label_function_raises_unsupported_by_server_on_orthanc_1_10(conn_a, call):
-    study_id = _study(conn_a)
+def test_every_label_function_raises_unsupported_by_server_on_orthanc_1_10(conn_a, call,
+                                                                          upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
     with pytest.raises(o.UnsupportedByServer) as info:
         call(conn_a, study_id)
     assert "1.12.0" in str(info.value) and info.value.needed == (1, 12, 0)

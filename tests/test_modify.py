@@ -277,3 +277,71 @@ def test_anonymize_remove_tags_removes_tags_anonymization_would_keep(conn_a, rem
     _, instance_ids = _upload_study(conn_a)
     new_id = o.anonymize(conn_a, o.INSTANCES, instance_ids[0], remove_tags=remove)
     assert ("SeriesNumber" in _instance_tags(conn_a, new_id)) == present
+
+
+# ---- bulk modification ----
+
+def test_modify_bulk_modifies_every_study_and_deletes_the_originals(conn_a, upload_study):
+    studies = [upload_study(conn_a, 1, 2).id, upload_study(conn_a, 2, 1).id]
+    result = o.modify_bulk(conn_a, o.STUDIES, studies, replace_tags={"StudyDescription": "bulk"})
+    assert isinstance(result, o.BulkResult)
+    assert len(result.studies) == 2 and len(result.series) == 3 and len(result.instances) == 4
+    assert len(result.patients) == 2
+    for study_id in result.studies:
+        info = o.get_info(conn_a, o.STUDIES, study_id)
+        assert info["MainDicomTags"]["StudyDescription"] == "bulk"
+    assert not any(o.exists(conn_a, o.STUDIES, s) for s in studies)
+
+
+def test_anonymize_bulk_keeps_the_originals_and_gives_new_patients(conn_a, upload_study):
+    series = upload_study(conn_a, 2, 1, tags={"PatientName": "BULK^ORIGINAL"}).series_ids
+    result = o.anonymize_bulk(conn_a, "Series", series)
+    assert len(result.series) == 2 and len(result.instances) == 2
+    assert all(o.exists(conn_a, o.SERIES, s) for s in series)
+    patient = o.get_info(conn_a, o.PATIENTS, result.patients[0])["MainDicomTags"]
+    assert patient.get("PatientName") != "BULK^ORIGINAL"
+
+
+def test_modify_bulk_of_instances_returns_them_and_their_parents(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 2).id
+    instances = o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)
+    result = o.modify_bulk(conn_a, o.INSTANCES, instances,
+                           replace_tags={"SeriesDescription": "renamed"}, delete_original=False)
+    assert len(result.instances) == 2 and set(result.instances).isdisjoint(instances)
+    assert all(o.exists(conn_a, o.INSTANCES, i) for i in instances)
+
+
+def test_modify_bulk_as_job_returns_a_job_listing_the_new_resources(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
+    job_id = o.modify_bulk_as_job(conn_a, o.STUDIES, [study_id],
+                                  replace_tags={"StudyDescription": "job"})
+    job = o.wait_job(conn_a, job_id, timeout=60)
+    types = sorted(r["Type"] for r in job["Content"]["Resources"])
+    assert types == ["Instance", "Patient", "Series", "Study"]
+
+
+def test_anonymize_bulk_as_job_returns_a_job_id(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
+    job = o.wait_job(conn_a, o.anonymize_bulk_as_job(conn_a, o.STUDIES, study_id), timeout=60)
+    assert job["State"] == "Success" and job["Content"]["IsAnonymization"] is True
+
+
+def test_a_failed_bulk_job_raises_job_failed(conn_b, upload_study):
+    study_id = upload_study(conn_b, 1, 2).id
+    instances = o.get_children_ids(conn_b, o.STUDIES, study_id, o.INSTANCES)
+    # Both results get one SOPInstanceUID: B does not overwrite, so the second store fails.
+    with pytest.raises(o.JobFailed) as info:
+        o.modify_bulk(conn_b, o.INSTANCES, instances, force=True, delete_original=False,
+                      replace_tags={"SOPInstanceUID": "1.2.826.0.1.3680043.8.498.4242"})
+    assert info.value.job["State"] == "Failure"
+    assert all(o.exists(conn_b, o.INSTANCES, i) for i in instances)
+
+
+@pytest.mark.v112
+def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112(
+        conn_112, upload_study):
+    study_id = upload_study(conn_112, 1, 2).id
+    result = o.modify_bulk(conn_112, o.STUDIES, [study_id], replace_tags={"StudyDescription": "x"})
+    assert len(result.studies) == 1 and not o.exists(conn_112, o.STUDIES, study_id)
+    info = o.get_info(conn_112, o.STUDIES, result.studies[0])
+    assert info["MainDicomTags"]["StudyDescription"] == "x"

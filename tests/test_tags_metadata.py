@@ -125,6 +125,8 @@ def test_an_undeclared_metadata_name_raises_not_found_naming_user_metadata(conn_
     with pytest.raises(o.NotFound) as info:
         call(conn_a, instance_id)
     assert "'NotDeclared'" in str(info.value) and "UserMetadata" in str(info.value)
+    error = info.value
+    assert error.status == 404 and error.url.endswith(f"{instance_id}/metadata/NotDeclared")
 
 
 @pytest.mark.parametrize("name", [0, 1023, 65536, -1])
@@ -194,3 +196,87 @@ def test_an_undeclared_attachment_name_raises_not_found_naming_user_content_type
     with pytest.raises(o.NotFound) as info:
         o.set_attachment(conn_a, o.INSTANCES, _instance(conn_a), "report", b"x")
     assert "UserContentType" in str(info.value)
+
+
+# ---- revisions ----
+
+def test_get_string_metadata_with_revision_returns_the_value_and_a_revision(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1024, "héllo")
+    value, revision = o.get_string_metadata_with_revision(conn_a, o.INSTANCES, instance_id, 1024)
+    assert value == "héllo"
+    assert revision and '"' not in revision
+
+
+def test_get_metadata_with_revision_raises_not_found_when_missing(conn_a):
+    with pytest.raises(o.NotFound):
+        o.get_string_metadata_with_revision(conn_a, o.INSTANCES, _instance(conn_a), 1025)
+
+
+def test_a_stale_metadata_revision_raises_conflict_and_the_current_one_works(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "one")
+    _, stale = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1024)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "two", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "three",
+                              revision=stale)
+    value, current = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id,
+                                                         1024)
+    assert value == "two" and current != stale
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "three", revision=current)
+    assert o.get_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024) == "three"
+
+
+def test_replacing_a_metadata_without_revision_raises_conflict_when_revisions_are_checked(
+        conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "one")
+    with pytest.raises(o.Conflict):
+        o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "two")
+
+
+def test_binary_metadata_revisions_guard_writes_too(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_binary_metadata(conn_rev, o.INSTANCES, instance_id, 1030, b"\x00\x01")
+    data, stale = o.get_binary_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1030)
+    assert data == b"\x00\x01"
+    o.set_binary_metadata(conn_rev, o.INSTANCES, instance_id, 1030, b"\x02", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.set_binary_metadata(conn_rev, o.INSTANCES, instance_id, 1030, b"\x03", revision=stale)
+
+
+def test_delete_metadata_with_a_stale_revision_raises_conflict_and_keeps_it(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "one")
+    _, stale = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1024)
+    o.set_string_metadata(conn_rev, o.INSTANCES, instance_id, 1024, "two", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.delete_metadata(conn_rev, o.INSTANCES, instance_id, 1024, revision=stale)
+    _, current = o.get_string_metadata_with_revision(conn_rev, o.INSTANCES, instance_id, 1024)
+    o.delete_metadata(conn_rev, o.INSTANCES, instance_id, 1024, revision=current)
+    assert not o.has_metadata(conn_rev, o.INSTANCES, instance_id, 1024)
+
+
+def test_a_stale_attachment_revision_raises_conflict_and_the_current_one_works(conn_rev):
+    instance_id = _instance(conn_rev)
+    o.set_attachment(conn_rev, o.INSTANCES, instance_id, 1025, b"one")
+    data, stale = o.get_attachment_with_revision(conn_rev, o.INSTANCES, instance_id, 1025)
+    assert data == b"one"
+    o.set_attachment(conn_rev, o.INSTANCES, instance_id, 1025, b"two", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.set_attachment(conn_rev, o.INSTANCES, instance_id, 1025, b"three", revision=stale)
+    with pytest.raises(o.Conflict):
+        o.delete_attachment(conn_rev, o.INSTANCES, instance_id, 1025, revision=stale)
+    data, current = o.get_attachment_with_revision(conn_rev, o.INSTANCES, instance_id, 1025)
+    assert data == b"two"
+    o.delete_attachment(conn_rev, o.INSTANCES, instance_id, 1025, revision=current)
+    with pytest.raises(o.NotFound):
+        o.get_attachment(conn_rev, o.INSTANCES, instance_id, 1025)
+
+
+def test_a_server_that_does_not_check_revisions_accepts_writes_without_revision(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1024, "one")
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1024, "two")
+    assert o.get_string_metadata(conn_a, o.INSTANCES, instance_id, 1024) == "two"

@@ -152,10 +152,10 @@ def test_replay_pull_waits_for_the_remote_job_on_the_peer(sender, peer):
 
 
 def test_replay_pull_without_peer_conn_reports_where_the_job_runs(sender):
-    with pytest.raises(o.OrthancError) as info:
+    with pytest.raises(o.TransferOnPeer) as info:
         o.transfers_send(sender.conn, "b-pull", STUDY, o.STUDIES)
     error = info.value
-    assert type(error) is o.OrthancError
+    assert type(error) is o.TransferOnPeer
     assert error.remote_job == PULL_JOB and error.peer == "b-pull"
     assert error.job_url == f"http://127.0.0.1:19043/jobs/{PULL_JOB}"
     assert "RemoteSelf" in str(error) and "peer_conn" in str(error) and PULL_JOB in str(error)

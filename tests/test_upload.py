@@ -195,10 +195,14 @@ def test_upload_folder_raises_a_connection_error_when_no_node_answers(tmp_path):
     assert info.value.instances_ids == []
 
 
-def test_upload_files_dicom_web_stores_the_files_in_batches(empty_a, tmp_path, monkeypatch):
+def test_upload_files_dicom_web_stores_the_files_in_batches(empty_a, tmp_path, monkeypatch,
+                                                           count_requests):
     monkeypatch.setattr(o, "_STOW_BATCH_FILES", 3)  # 7 files: three STOW-RS requests
     paths = [_write(tmp_path / f"f{n}.dcm", _dicom()) for n in range(7)]
+    count_requests.clear()
     answer = o.upload_files_dicom_web(empty_a, iter(paths))
+    stow = ("POST", empty_a.url + "/dicom-web/studies")
+    assert [(method, url) for method, url, _ in count_requests] == [stow] * 3
     assert len(answer["00081199"]["Value"]) == 7
     assert answer.get("00081198", {}).get("Value", []) == []  # no failed instance
     assert len(o.get_all_ids(empty_a, o.INSTANCES)) == 7
@@ -221,7 +225,7 @@ def test_upload_files_dicom_web_raises_at_once_an_error_that_is_not_a_stow_answe
     path = _write(tmp_path / "good.dcm", _dicom())
     with pytest.raises(o.NotFound) as info:
         o.upload_files_dicom_web(conn_a, [path], root="/no-such-plugin")
-    assert info.value.paths == [] and info.value.answer == {}
+    assert not isinstance(info.value, o.StowFailed) and info.value.status == 404
 
 
 @pytest.mark.parametrize("upload", [o.upload_folder, o.upload_folder_details])
@@ -321,3 +325,71 @@ def test_download_archive_removes_the_partial_file_when_the_server_dies(make_ser
         o.download_archive(server.conn, o.STUDIES, study_id, tmp_path / "study.zip",
                            progress=kill_at_the_first_chunk)
     assert os.listdir(tmp_path) == []
+
+
+# ---- upload with details ----
+
+def write_study(folder, uid, series=1, instances=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, data in enumerate(h.generate_test_study(series, instances,
+                                                        tags={"StudyInstanceUID": uid})):
+        (folder / f"{number}.dcm").write_bytes(data)
+
+
+def new_uid():
+    from pydicom.uid import generate_uid
+    return generate_uid()
+
+
+def test_upload_folder_details_gives_the_studies_and_the_refused_files(conn_a, tmp_path):
+    uids = [new_uid(), new_uid()]
+    write_study(tmp_path / "one", uids[0])
+    write_study(tmp_path / "two" / "deeper", uids[1], series=2)
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    details = o.upload_folder_details(conn_a, tmp_path)
+    assert sorted(details.study_uids) == sorted(uids)
+    for uid, study_id in zip(details.study_uids, details.studies_ids):
+        assert o.get_info(conn_a, o.STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"] == uid
+    assert [path for path, _ in details.errors] == [str(tmp_path / "notes.txt")]
+
+
+def test_upload_folder_details_makes_one_request_per_file_and_one_per_study(
+        conn_a, tmp_path, monkeypatch):
+    write_study(tmp_path / "a", new_uid(), series=2, instances=3)
+    write_study(tmp_path / "b", new_uid(), series=1, instances=2)
+    sent = []
+    request = o._request
+    monkeypatch.setattr(o, "_request", lambda conn, method, path, **kw: (
+        sent.append((method, path)), request(conn, method, path, **kw))[1])
+    details = o.upload_folder_details(conn_a, tmp_path)
+    assert len(details.studies_ids) == 2
+    assert sorted(method for method, _ in sent) == ["GET"] * 2 + ["POST"] * 8
+    assert all(path.startswith("/studies/") for method, path in sent if method == "GET")
+
+
+def test_upload_folder_details_sends_a_zip_whole_or_unzipped(conn_a, tmp_path):
+    import zipfile
+    uid = new_uid()
+    write_study(tmp_path / "src", uid)
+    folder = tmp_path / "up"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "study.zip", "w") as z:
+        for file in sorted((tmp_path / "src").iterdir()):
+            z.write(file, f"inner/{file.name}")
+        z.writestr("inner/readme.txt", "not DICOM")
+    whole = o.upload_folder_details(conn_a, folder)
+    assert whole.study_uids == [uid]
+    unzipped = o.upload_folder_details(conn_a, folder, unzip=True)
+    assert unzipped.study_uids == [uid] and unzipped.studies_ids == whole.studies_ids
+    member = str(folder / "study.zip") + "/inner/readme.txt"
+    assert [path for path, _ in unzipped.errors] == [member]
+
+
+def test_upload_folder_details_lists_a_broken_zip_as_an_error_when_unzipping(
+        conn_a, tmp_path, count_requests):
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    details = o.upload_folder_details(conn_a, tmp_path, unzip=True)
+    assert details.study_uids == [] and details.studies_ids == []
+    [(path, reason)] = details.errors
+    assert path == str(tmp_path / "broken.zip") and "not a readable ZIP" in reason
+    assert count_requests == []  # read here, never sent to Orthanc (which would refuse it too)

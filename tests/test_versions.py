@@ -45,10 +45,24 @@ def test_require_raises_unsupported_by_server_naming_the_needed_and_actual_versi
     assert isinstance(info.value, o.OrthancError)
 
 
-def test_require_accepts_every_feature_older_than_the_server(conn_a):
-    for feature, needed in o.FEATURES.items():
-        if needed <= (1, 10, 1):
+def test_every_feature_of_the_table_is_newer_than_the_supported_floor_1_10(conn_a):
+    assert o.FEATURES and min(o.FEATURES.values()) > o.get_version(conn_a) == (1, 10, 1)
+    for feature in o.FEATURES:
+        with pytest.raises(o.UnsupportedByServer):
             o._require(conn_a, feature)
+
+
+def test_every_feature_of_the_table_is_read_by_the_code():
+    with open(o.__file__, encoding="utf-8") as f:
+        source = f.read()
+    for feature in o.FEATURES:
+        assert source.count(f'"{feature}"') >= 2, feature  # the table, and a reader
+
+
+def test_the_feature_table_is_read_only():
+    with pytest.raises(TypeError):
+        o.FEATURES["labels"] = (1, 0, 0)
+    assert o.FEATURES["labels"] == (1, 12, 0)
 
 
 @pytest.mark.v112
@@ -58,8 +72,10 @@ def test_require_accepts_every_feature_of_the_table_on_1_12_7(conn_112):
 
 
 def test_require_costs_exactly_one_get_system(conn_a, caplog):
-    sent = requests_sent(caplog, lambda: o._require(conn_a, "revisions"))
-    assert sent == [f"GET {conn_a.url}/system"]
+    def require_labels():
+        with pytest.raises(o.UnsupportedByServer):
+            o._require(conn_a, "labels")
+    assert requests_sent(caplog, require_labels) == [f"GET {conn_a.url}/system"]
 
 
 def test_orthanc_1_10_announces_none_of_the_1_12_features_of_the_table(conn_a):
@@ -86,3 +102,9 @@ def test_a_too_new_option_is_refused_after_one_get_system_and_before_the_request
         with pytest.raises(o.UnsupportedByServer):
             o.find(conn_a, o.STUDIES, {}, labels=["urgent"])
     assert requests_sent(caplog, find_with_labels) == [f"GET {conn_a.url}/system"]
+
+
+def test_versions_compare_2_0_as_newer_than_1_5_and_mainline_as_newest():
+    assert o._parse_version("2.0") > o._parse_version("1.5.8")
+    assert o._parse_version("1.12.10") > o._parse_version("1.12.9")
+    assert o._parse_version("mainline") > o._parse_version("99.99.99")
