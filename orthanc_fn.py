@@ -505,8 +505,9 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
 
     Returns the parsed JSON (or ``bytes`` with ``raw=True``, or the open urllib3 response with
     ``stream=True``, which the caller must release and read through ``_body_chunks``). Every
-    urllib3 exception is translated by ``_translate``, every non-2xx answer by ``_http_error``;
-    a 2xx answer that is neither empty nor JSON raises ``UnexpectedAnswer``.
+    urllib3 exception is translated by ``_translate``, every non-2xx answer by ``_http_error``.
+    A 2xx answer that is not JSON is returned as ``str`` when it is ``text/plain`` (Orthanc's
+    own text answers) and raises ``UnexpectedAnswer`` otherwise (a proxy's HTML login page).
     """
     if not isinstance(conn, Connection):
         raise OrthancValueError(f"expected a Connection, got {type(conn).__name__}")
@@ -541,6 +542,8 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     try:
         return json.loads(response.data)
     except ValueError:
+        if response.headers.get("Content-Type", "").startswith("text/plain"):
+            return response.data.decode("utf-8", "replace")  # /tools/now, generate-uid...
         raise _unexpected(response, method, url) from None
 
 
@@ -564,9 +567,9 @@ def _unexpected(response, method, url):
     shown = re.sub(r"\s+", " ", data.decode("utf-8", "replace")).strip()[:120]
     return UnexpectedAnswer(
         f"{method} {url} -> HTTP {response.status}: the server did not answer like Orthanc "
-        f"(not JSON, Content-Type {content_type or 'none'!r}): {shown!r}; is the URL "
-        "that of Orthanc, not of a proxy's login page?", status=response.status, method=method,
-        url=url, content_type=content_type, data=data)
+        f"(neither JSON nor text, Content-Type {content_type or 'none'!r}): {shown!r}; is "
+        "the URL that of Orthanc, not of a proxy's login page?", status=response.status,
+        method=method, url=url, content_type=content_type, data=data)
 
 
 def _translate(exc, method, url):
