@@ -59,9 +59,21 @@ def _raw(conn, method, path, body=None):
         return response.status, None
 
 
+@pytest.fixture(scope="module")
+def raw_posts(corpus):
+    """``raw_posts(conn)``: what Orthanc does with each corpus file sent alone by a raw
+    ``POST /instances``: ``{path: ("stored", id)}`` or ``{path: ("refused", status, Orthanc's
+    JSON error)}``. Measured once per server (on the emptied server, emptied again after)."""
+    measured = {}
+
+    def outcome(conn):
+        if conn.url not in measured:
+            measured[conn.url] = _raw_posts(conn, _files(corpus))
+        return measured[conn.url]
+    return outcome
+
+
 def _raw_posts(conn, files):
-    """What Orthanc does with each file sent alone: ``{path: ("stored", id)}`` or
-    ``{path: ("refused", status, Orthanc's JSON error)}``, then the server is emptied."""
     outcome = {}
     for path in files:
         with open(path, "rb") as f:
@@ -80,10 +92,11 @@ def _reason(said):
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
 def test_upload_folder_of_real_files_stores_and_refuses_exactly_as_raw_posts_do(
-        tier, request, corpus):
+        tier, request, corpus, raw_posts):
     conn = request.getfixturevalue(tier)
     files = _files(corpus)
-    expected = _raw_posts(conn, files)
+    expected = raw_posts(conn)
+    assert sorted(expected) == files
     result = o.upload_folder(conn, corpus, ignore_errors=True)
     stored = [outcome[1] for outcome in expected.values() if outcome[0] == "stored"]
     refused = {path: _reason(outcome[2]) for path, outcome in expected.items()
@@ -101,9 +114,9 @@ def test_upload_folder_of_real_files_stores_and_refuses_exactly_as_raw_posts_do(
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_upload_file_of_each_refused_real_file_raises_bad_file_format_with_its_path(
-        tier, request, corpus):
+        tier, request, raw_posts):
     conn = request.getfixturevalue(tier)
-    expected = _raw_posts(conn, _files(corpus))
+    expected = raw_posts(conn)
     refused = {path: outcome for path, outcome in expected.items() if outcome[0] == "refused"}
     assert refused
     for path, (_, status, said) in refused.items():
@@ -115,9 +128,9 @@ def test_upload_file_of_each_refused_real_file_raises_bad_file_format_with_its_p
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_strict_upload_folder_of_real_files_raises_bad_file_format_naming_a_refused_one(
-        tier, request, corpus):
+        tier, request, corpus, raw_posts):
     conn = request.getfixturevalue(tier)
-    expected = _raw_posts(conn, _files(corpus))
+    expected = raw_posts(conn)
     with pytest.raises(o.BadFileFormat) as info:
         o.upload_folder(conn, corpus)
     assert expected[info.value.path][0] == "refused"
@@ -142,10 +155,10 @@ def _check_tags(tags, raw):
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_get_tags_get_file_and_download_archive_work_on_every_stored_real_file(
-        tier, request, corpus, tmp_path):
+        tier, request, corpus, raw_posts, tmp_path):
     conn = request.getfixturevalue(tier)
     sent = collections.defaultdict(set)  # id -> contents of the files that gave it
-    for path, outcome in _raw_posts(conn, _files(corpus)).items():
+    for path, outcome in raw_posts(conn).items():
         if outcome[0] == "stored":
             with open(path, "rb") as f:
                 sent[outcome[1]].add(f.read())
