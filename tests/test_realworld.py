@@ -290,3 +290,34 @@ def test_stow_to_a_study_refuses_the_files_of_another_study_with_reason_272(empt
     studies = o.get_all_ids(empty_a, o.STUDIES)
     assert [o.get_info(empty_a, o.STUDIES, s)["MainDicomTags"]["StudyInstanceUID"]
             for s in studies] == [uid]
+
+
+WORKLIST_DUMP = """\
+(0008,0005) CS [ISO_IR 100]
+(0010,0010) PN [DOE^JOHN]
+(0010,0020) LO [P-WL-1]
+(0020,000d) UI [1.2.826.0.1.3680043.8.498.77]
+(0040,0100) SQ (Sequence with explicit length #=1)
+  (fffe,e000) na (Item with explicit length #=2)
+    (0008,0060) CS [CT]
+    (0040,0001) AE [SCANNER]
+  (fffe,e00d) na (ItemDelimitationItem for re-encoding)
+(fffe,e0dd) na (SequenceDelimitationItem for re-encoding)
+"""
+
+
+def test_a_worklist_file_written_by_dcmtk_is_listed_as_refused_beside_stored_images(
+        empty_a, tmp_path):
+    import subprocess
+
+    (tmp_path / "wl.dump").write_text(WORKLIST_DUMP)
+    worklist = str(tmp_path / "worklists" / "item.wl")
+    os.makedirs(os.path.dirname(worklist))
+    subprocess.run(["dump2dcm", "-g", str(tmp_path / "wl.dump"), worklist], check=True,
+                   capture_output=True, timeout=60)
+    os.remove(tmp_path / "wl.dump")
+    with open(tmp_path / "image.dcm", "wb") as f:
+        f.write(h.generate_test_dicom_file(8, 8))
+    result = o.upload_folder(empty_a, tmp_path, ignore_errors=True)
+    assert len(result.instances_ids) == 1
+    assert result.errors == [(worklist, "Inexistent tag")]
