@@ -32,17 +32,19 @@ __all__ = [
     "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "TransferOnPeer",
     "UnsupportedByServer",
     # Connection and transport, System
-    "Connection", "Changes", "is_alive", "wait_started", "get_system", "get_version",
-    "get_statistics", "get_changes", "iter_changes", "delete_all_content",
+    "Connection", "rest_get", "rest_post", "rest_put", "rest_delete", "Changes", "is_alive",
+    "wait_started", "get_system", "get_version", "get_statistics", "get_changes", "iter_changes", "delete_all_content",
     "get_capabilities", "is_version_at_least", "has_plugin", "get_metrics", "get_log_level",
-    "set_log_level",
+    "set_log_level", "execute_lua_script",
     # Resources
     "get_all_ids", "get_info", "exists", "get_parent_id", "get_children_ids", "delete",
-    "get_resource_statistics", "get_first_instance_id", "get_modalities_of",
+    "get_resource_statistics", "is_protected", "set_protected", "reconstruct",
+    "get_first_instance_id", "get_modalities_of",
     "get_ordered_instances_ids", "get_preview", "create_dicom", "attach_pdf",
     "get_pdf_instances", "download_pdf", "merge_study", "split_study",
     # Tags, metadata, attachments, labels
-    "Tags", "get_tags", "get_simplified_tags", "set_string_metadata", "get_string_metadata",
+    "Tags", "get_tags", "get_simplified_tags", "get_shared_tags", "get_all_metadata",
+    "set_string_metadata", "get_string_metadata",
     "set_binary_metadata", "get_binary_metadata", "has_metadata", "delete_metadata",
     "get_string_metadata_with_revision", "get_binary_metadata_with_revision",
     "set_attachment", "get_attachment", "delete_attachment", "get_attachment_with_revision",
@@ -57,7 +59,8 @@ __all__ = [
     "anonymize", "anonymize_as_job", "modify", "modify_as_job", "BulkResult", "modify_bulk",
     "modify_bulk_as_job", "anonymize_bulk", "anonymize_bulk_as_job",
     # Jobs
-    "get_job", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    "get_job", "get_jobs", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    "delete_job",
     # Modalities, peers, transfers
     "modality_echo", "modality_query", "modality_query_studies", "modality_retrieve",
     "modality_retrieve_study", "modality_send", "modality_send_as_job", "get_modalities",
@@ -116,9 +119,13 @@ FEATURES = types.MappingProxyType({
     "requested_tags": (1, 11, 0),  # RequestedTags in /tools/find
     "asynchronous_move": (1, 11, 1),  # "Asynchronous" in /modalities/{id}/move
     "labels": (1, 12, 0),
+    "delete_job": (1, 12, 2),  # DELETE /jobs/{id}
+    "transcode_file": (1, 12, 2),  # /instances/{id}/file?transcode= (1.10 ignores it)
+    "keep_labels": (1, 12, 3),  # "KeepLabels" in modifications (older ones ignore it)
     # /system "Capabilities" with the extended /tools/find (also needs a database back-end
     # that has it: the default SQLite one does)
     "extended_find": (1, 12, 5),
+    "job_user_data": (1, 12, 9),  # a job's "UserData" (1.12.7 drops it silently)
 })
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
@@ -646,6 +653,64 @@ def _delete(conn, path, **options):
     return _request(conn, "DELETE", path, **options)
 
 
+def _route(path):
+    """Check a path given to a ``rest_*`` function: relative to ``conn.url``, one line.
+
+    >>> _route("/plugins/dicom-web")
+    '/plugins/dicom-web'
+    >>> _route("http://elsewhere/system")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'http://elsewhere/system'
+    """
+    text = path if isinstance(path, str) else ""
+    if not text.startswith("/") or text.startswith("//") \
+            or any(ord(c) < 33 or ord(c) == 127 for c in text):
+        raise OrthancValueError(
+            f"a REST path starts with '/' and is relative to conn.url, got {path!r}")
+    return text
+
+
+def rest_get(conn, path, *, query=None, timeout=None, raw=False):
+    """GET any route of the server (a plugin's, or one orthanc_fn does not wrap).
+
+    ``path`` starts with ``/`` and is relative to ``conn.url``; an absolute URL is refused
+    before any request, so credentials never go to another host. ``query`` is a dict of URL
+    arguments (or put them in ``path``, not both). Returns the decoded JSON (a str for a
+    text answer, None for an empty one), or ``bytes`` with ``raw=True``. The same pool,
+    timeouts (default 60 s), retries, typed errors and redaction as every other call.
+
+    >>> rest_get(Connection("http://127.0.0.1:9"), "https://example.org/")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'https://example.org/'
+    """
+    path = _route(path)
+    if query and "?" in path:
+        raise OrthancValueError(f"put the URL arguments in path or in query=, not both: {path!r}")
+    return _get(conn, path, query, timeout=timeout, raw=raw)
+
+
+def rest_post(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+    """POST to any route: ``json_body`` (sent as JSON) or ``body`` (bytes, with ``headers``).
+
+    As ``rest_get``; a POST is never sent twice once it may have reached the server.
+    """
+    return _post(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
+                 raw=raw)
+
+
+def rest_put(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+    """PUT to any route; see ``rest_post``."""
+    return _put(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
+                raw=raw)
+
+
+def rest_delete(conn, path, *, timeout=None):
+    """DELETE any route and return the decoded answer (usually None); see ``rest_get``."""
+    return _delete(conn, _route(path), timeout=timeout)
+
+
 # ==== System ====
 
 class Changes(NamedTuple):
@@ -802,6 +867,25 @@ def set_log_level(conn, level):
     return get_log_level(conn)
 
 
+def execute_lua_script(conn, script, *, timeout=None):
+    """Run a Lua script on the server and return what it printed (a str).
+
+    Orthanc: POST /tools/execute-script, allowed only with ``"ExecuteLuaEnabled": true`` in
+    the server's configuration (off by default): otherwise Orthanc answers 403 and the
+    ``NotAuthorized`` raised says so. A Lua error raises ``HttpError`` (500) with Orthanc's
+    message in ``orthanc['Details']``.
+    """
+    try:
+        answer = _post(conn, "/tools/execute-script", body=str(script).encode("utf-8"),
+                       headers={"Content-Type": "text/plain"}, timeout=timeout, raw=True)
+    except NotAuthorized as exc:
+        if exc.status != 403:
+            raise
+        raise _restated(exc, f"{exc}; Orthanc runs Lua from the REST API only with "
+                             "\"ExecuteLuaEnabled\": true in its configuration") from exc
+    return answer.decode("utf-8", "replace")
+
+
 def _require(conn, feature):
     """Raise UnsupportedByServer unless the server is recent enough for ``feature``.
 
@@ -821,22 +905,49 @@ def _require(conn, feature):
 
 # ==== Jobs ====
 
-def _start_job(conn, path, body=None, *, priority=None, timeout=None):
+def _start_job(conn, path, body=None, *, priority=None, user_data=None, timeout=None):
     """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
 
-    ``body`` is copied (never mutated) and gets ``"Asynchronous": true`` (and ``Priority``).
-    Used by every ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
+    ``body`` is copied (never mutated) and gets ``"Asynchronous": true``, and ``Priority``
+    and ``UserData`` when given. ``priority``: an int, higher runs first (Orthanc's default
+    is 0). ``user_data``: any JSON value, shown in the job's dict as ``UserData`` (Orthanc
+    >= 1.12.9, checked first since older servers drop it silently; also when ``body``
+    already carries it). Used by every
+    ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
     """
-    request = dict(body or {})
-    request["Asynchronous"] = True
-    if priority is not None:
-        request["Priority"] = int(priority)
+    request = dict(body or {}, Asynchronous=True, **_job_options(priority, user_data))
+    if "UserData" in request:
+        _require(conn, "job_user_data")
     return _post(conn, path, request, timeout=timeout)["ID"]
 
 
-def _run_job(conn, path, body=None, *, timeout=None, priority=None):
+def _job_options(priority=None, user_data=None):
+    """The ``Priority`` and ``UserData`` keys of a job's body, for the options given.
+
+    >>> _job_options(5), _job_options(user_data={"who": "me"})
+    ({'Priority': 5}, {'UserData': {'who': 'me'}})
+    """
+    options = {}
+    if priority is not None:
+        options["Priority"] = int(priority)
+    if user_data is not None:
+        options["UserData"] = user_data
+    return options
+
+
+def _run_job(conn, path, body=None, *, timeout=None, priority=None, user_data=None):
     """Start a job like ``_start_job``, wait for it with ``timeout`` and return its final dict."""
-    return wait_job(conn, _start_job(conn, path, body, priority=priority), timeout=timeout)
+    return wait_job(conn, _start_job(conn, path, body, priority=priority, user_data=user_data),
+                    timeout=timeout)
+
+
+def get_jobs(conn, *, expand=False):
+    """Return the ids of the jobs the server knows (running, pending and in its history).
+
+    With ``expand``, each job's dict (as ``get_job``) instead. Orthanc keeps the last
+    ``JobsHistorySize`` finished jobs (10 by default). Orthanc: GET /jobs[?expand].
+    """
+    return _get(conn, "/jobs?expand" if expand else "/jobs")
 
 
 def get_job(conn, job_id):
@@ -912,6 +1023,27 @@ def resubmit_job(conn, job_id):
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
 
 
+def delete_job(conn, job_id):
+    """Remove a finished job from the server's history.
+
+    Orthanc: DELETE /jobs/{id} (>= 1.12.2; older servers raise ``UnsupportedByServer``).
+    An unknown job raises ``NotFound``, and so does a job not finished yet (Orthanc looks
+    only in the history): the message then says its state (cancel it first).
+    """
+    try:
+        _delete(conn, f"/jobs/{_segment(job_id, 'job id')}")
+    except HttpError as exc:
+        if exc.status not in (404, 405):
+            raise
+        _require(conn, "delete_job")  # 1.10 answers 405: the route has no DELETE
+        try:
+            state = get_job(conn, job_id)["State"]
+        except NotFound:
+            raise exc from None
+        raise _restated(exc, f"{exc} (job {job_id} is {state}: Orthanc deletes only finished "
+                             "jobs; cancel_job it first)") from exc
+
+
 # ==== Resources ====
 
 def get_all_ids(conn, level):
@@ -980,10 +1112,11 @@ def get_children_ids(conn, level, orthanc_id, child_level):
     return [item if isinstance(item, str) else item["ID"] for item in answer]
 
 
-def delete(conn, level, orthanc_ids):
+def delete(conn, level, orthanc_ids, *, missing_ok=False):
     """Delete one resource (an id) or several (a list of ids).
 
-    One id: DELETE /{level}/{id}, ``NotFound`` when unknown. Several ids: one
+    One id: DELETE /{level}/{id}, ``NotFound`` when unknown unless ``missing_ok`` (as
+    ``pathlib.Path.unlink``: an id already gone is then no error). Several ids: one
     POST /tools/bulk-delete, where Orthanc skips the ids it does not know and does not check
     their level.
     """
@@ -994,7 +1127,11 @@ def delete(conn, level, orthanc_ids):
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
         return
     for path in paths:
-        _delete(conn, path)
+        try:
+            _delete(conn, path)
+        except NotFound:
+            if not missing_ok:
+                raise
 
 
 def get_resource_statistics(conn, level, orthanc_id):
@@ -1003,6 +1140,44 @@ def get_resource_statistics(conn, level, orthanc_id):
     Orthanc: GET /{level}/{id}/statistics (patients, studies, series; instances on 1.12).
     """
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/statistics")
+
+
+def _protection(conn, method, patient_id, **options):
+    """Read or write ``/patients/{id}/protected``; an unknown patient raises ``NotFound``
+    (Orthanc 1.10 answers 400 "Parameter out of range" for it, kept as ``status``; newer
+    ones 404)."""
+    path = f"/patients/{_segment(patient_id)}/protected"
+    try:
+        return _request(conn, method, path, **options)
+    except HttpError as exc:
+        if exc.status != 400 or exists(conn, PATIENTS, patient_id):
+            raise
+        raise NotFound(f"{exc} (no patient {patient_id} on {conn.url})", status=exc.status,
+                       method=exc.method, url=exc.url, orthanc=exc.orthanc) from exc
+
+
+def is_protected(conn, patient_id):
+    """Tell whether a patient is protected from recycling (``MaximumStorageSize`` and
+    ``MaximumPatientCount`` never delete it).  Orthanc: GET /patients/{id}/protected."""
+    return _protection(conn, "GET", patient_id, raw=True).strip() == b"1"
+
+
+def set_protected(conn, patient_id, protected=True):
+    """Protect a patient from recycling, or (``protected=False``) remove the protection.
+
+    Orthanc: PUT /patients/{id}/protected with ``1`` or ``0``.
+    """
+    _protection(conn, "PUT", patient_id, body=b"1" if protected else b"0",
+                headers={"Content-Type": "text/plain"})
+
+
+def reconstruct(conn, level, orthanc_id):
+    """Re-read the stored files of a resource to rebuild its main tags and metadata in the
+    index (after a change of ``MainDicomTags`` in the configuration, for instance).
+
+    Orthanc: POST /{level}/{id}/reconstruct (synchronous; a large patient takes a while).
+    """
+    _post(conn, f"/{_level(level)}/{_segment(orthanc_id)}/reconstruct", {}, timeout=600)
 
 
 def get_first_instance_id(conn, level, orthanc_id):
@@ -1124,31 +1299,34 @@ def download_pdf(conn, instance_id, path):
     return path
 
 
-def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None):
+def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None,
+                priority=None, user_data=None):
     """Move (or copy) series into another study; return the target study id.
 
     The series get the target's patient and study tags and new UIDs. With
     ``keep_source=False`` the source series are deleted only once the job has stored every
-    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``).
-    Orthanc: POST /studies/{id}/merge as a job.
+    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``);
+    ``priority`` and ``user_data`` are the job's (see ``get_job``; user data needs Orthanc
+    >= 1.12.9). Orthanc: POST /studies/{id}/merge as a job.
     """
     ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(target_study_id)}/merge",
-                   {"Resources": ids, "KeepSource": True}, timeout=timeout)
+                   {"Resources": ids, "KeepSource": True}, timeout=timeout, priority=priority,
+                   user_data=user_data)
     return _move_done(conn, job, ids, keep_source)
 
 
 def split_study(conn, study_id, series_ids, replace_tags=None, keep_source=False, *,
-                timeout=None):
+                timeout=None, priority=None, user_data=None):
     """Move (or copy) series of a study into a new study; return the new study id.
 
     ``replace_tags`` sets study or patient tags of the new study. Sources go as in
-    ``merge_study``. Orthanc: POST /studies/{id}/split as a job.
+    ``merge_study``, and so do the job options. Orthanc: POST /studies/{id}/split as a job.
     """
     ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(study_id)}/split",
                    {"Series": ids, "Replace": dict(replace_tags or {}), "KeepSource": True},
-                   timeout=timeout)
+                   timeout=timeout, priority=priority, user_data=user_data)
     return _move_done(conn, job, ids, keep_source)
 
 
@@ -1249,6 +1427,18 @@ def get_simplified_tags(conn, instance_id):
     into one ``'Unknown Tag & Data'`` key: use ``get_tags`` to keep private tags apart.
     """
     return _get(conn, f"/instances/{_segment(instance_id)}/tags", {"simplify": ""})
+
+
+def get_shared_tags(conn, level, orthanc_id):
+    """Return the tags that every instance of a patient, study or series has in common.
+
+    As ``Tags`` (see ``get_tags``); for an instance, all its tags.
+    Orthanc: GET /{level}/{id}/shared-tags (an instance: GET /instances/{id}/tags).
+    """
+    level = _level(level)
+    if level == INSTANCES:
+        return get_tags(conn, orthanc_id)
+    return Tags._from_orthanc(_get(conn, f"/{level}/{_segment(orthanc_id)}/shared-tags"))
 
 
 _USER_CONFIG = {"metadata": "UserMetadata", "attachments": "UserContentType"}
@@ -1382,9 +1572,19 @@ def _if_match(revision):
     return {"If-Match": '"' + str(revision).strip('"') + '"'}
 
 
-def _get_with_revision(conn, level, orthanc_id, kind, name, suffix=""):
-    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag."""
-    response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix, stream=True)
+def _get_with_revision(conn, level, orthanc_id, kind, name, suffix="", default=_MISSING):
+    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag.
+
+    ``(default, None)`` when the resource has no such content and a ``default`` is given
+    (an unknown resource still raises ``NotFound``, as in ``_get_metadata``).
+    """
+    try:
+        response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix,
+                                 stream=True)
+    except NotFound as exc:
+        if default is _MISSING or _is_undeclared(exc) or not exists(conn, level, orthanc_id):
+            raise
+        return default, None
     try:
         url = conn.url + _user_content_path(level, orthanc_id, kind, name, suffix)
         data = _read_all(response, "GET", url)
@@ -1394,22 +1594,35 @@ def _get_with_revision(conn, level, orthanc_id, kind, name, suffix=""):
     return data, etag.strip('"')
 
 
-def get_string_metadata_with_revision(conn, level, orthanc_id, name):
+def get_string_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
     """Return ``(value, revision)`` of a metadata; ``NotFound`` when missing.
 
-    Pass ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
+    With ``default`` given, a missing metadata gives ``(default, None)`` instead (as in
+    ``get_string_metadata``; an unknown resource still raises ``NotFound``). Pass
+    ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
     one else changed it meanwhile: a stale revision raises ``Conflict``. With
     ``CheckRevisions: true`` (Orthanc 1.9.2+, see ``get_capabilities``) replacing or deleting
     an existing metadata or attachment *needs* its current revision; without it, writes
     without a revision are accepted. Orthanc: GET /{level}/{id}/metadata/{name} (ETag).
     """
-    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name)
-    return data.decode("utf-8"), revision
+    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name,
+                                        default=default)
+    return (data if revision is None else data.decode("utf-8")), revision
 
 
-def get_binary_metadata_with_revision(conn, level, orthanc_id, name):
+def get_binary_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
     """Return ``(bytes, revision)`` of a metadata (see ``get_string_metadata_with_revision``)."""
-    return _get_with_revision(conn, level, orthanc_id, "metadata", name)
+    return _get_with_revision(conn, level, orthanc_id, "metadata", name, default=default)
+
+
+def get_all_metadata(conn, level, orthanc_id):
+    """Return every metadata of a resource as a dict name -> str value.
+
+    Orthanc's own (``ReceptionDate``, ``TransferSyntax``, ``Origin``...) and user metadata;
+    a user metadata that the configuration does not name comes back under its number
+    (``"1045"``). Orthanc: GET /{level}/{id}/metadata?expand (one request).
+    """
+    return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/metadata", {"expand": ""})
 
 
 def get_attachment_with_revision(conn, level, orthanc_id, name):
@@ -1880,12 +2093,34 @@ def _unzip_files(files, folder):
 
 # ==== Download ====
 
-def get_file(conn, instance_id):
+def get_file(conn, instance_id, *, transcode=None):
     """Return the DICOM file of an instance as bytes.
 
-    Orthanc: GET /instances/{id}/file.
+    ``transcode``: a transfer syntax UID (``"1.2.840.10008.1.2.1"`` explicit little endian,
+    ``"1.2.840.10008.1.2.4.70"`` lossless JPEG...): the file re-encoded by Orthanc, nothing
+    stored (JPEG 2000 needs the GDCM plugin). Orthanc: GET /instances/{id}/file
+    (``?transcode=`` from 1.12.2; on older servers POST /instances/{id}/modify with
+    ``Transcode`` and the UIDs kept, which answers the file without storing it).
     """
-    return _get(conn, f"/instances/{_segment(instance_id)}/file", raw=True)
+    method, path, options = _file_route(conn, instance_id, transcode)
+    return _request(conn, method, path, raw=True, **options)
+
+
+def _file_route(conn, instance_id, transcode, has_query=None):
+    """``(method, path, options)`` of the request for an instance's file, maybe re-encoded.
+
+    ``has_query``: whether the server has ``?transcode=`` (asked when None).
+    """
+    path = f"/instances/{_segment(instance_id)}"
+    if transcode is None:
+        return "GET", path + "/file", {}
+    if has_query is None:
+        has_query = get_version(conn) >= FEATURES["transcode_file"]
+    if has_query:
+        return "GET", path + "/file", {"query": {"transcode": str(transcode)}}
+    keep = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    return "POST", path + "/modify", {
+        "json_body": {"Transcode": str(transcode), "Keep": keep, "Force": True}}
 
 
 def _save(conn, method, path, dest, progress=None, *, zip_file=False, **options):
@@ -1937,43 +2172,59 @@ def _is_whole_zip(path):
         return False
 
 
-def download_file(conn, instance_id, path, *, progress=None):
+def download_file(conn, instance_id, path, *, progress=None, transcode=None):
     """Save the DICOM file of an instance to ``path``, streamed; return ``path``.
 
-    Orthanc: GET /instances/{id}/file. A failed download leaves no partial file.
+    ``transcode`` as in ``get_file``. Orthanc: GET /instances/{id}/file. A failed download
+    leaves no partial file.
     """
-    return _save(conn, "GET", f"/instances/{_segment(instance_id)}/file", path, progress)
+    method, route, options = _file_route(conn, instance_id, transcode)
+    return _save(conn, method, route, path, progress, **options)
 
 
-def download_archive(conn, level, orthanc_id, path, progress=None):
+def download_archive(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save the ZIP of a resource to ``path``, streamed in constant memory; return ``path``.
 
     Orthanc: GET /{level}/{id}/archive (an instance: POST /tools/create-archive).
     ``progress(done_bytes, total_bytes_or_None)``. A failed download leaves no partial file.
+    ``transcode``: every file of the ZIP re-encoded to this transfer syntax (see
+    ``get_file``), nothing stored.
     """
-    return _save_zip(conn, "archive", level, orthanc_id, path, progress)
+    return _save_zip(conn, "archive", level, orthanc_id, path, progress, transcode)
 
 
-def _save_zip(conn, kind, level, orthanc_id, path, progress):
+def _save_zip(conn, kind, level, orthanc_id, path, progress, transcode):
     """Stream a resource's ``archive`` or ``media`` ZIP to ``path`` (see ``_save``)."""
     level = _level(level)
     if level == INSTANCES:
-        return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=300,
-                     zip_file=True,
-                     json_body={"Resources": [_segment(orthanc_id)], "Synchronous": True})
+        return _save_zip_of(conn, kind, [_segment(orthanc_id)], path, progress, transcode)
+    query = None if transcode is None else {"transcode": str(transcode)}
     return _save(conn, "GET", f"/{level}/{_segment(orthanc_id)}/{kind}", path, progress,
-                 timeout=300, zip_file=True)
+                 query=query, timeout=300, zip_file=True)
+
+
+def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=300):
+    """Stream the ``archive`` or ``media`` ZIP of resources of any levels to ``path``.
+
+    Orthanc: POST /tools/create-{kind} (synchronous, streamed since 1.9.4).
+    """
+    body = {"Resources": list(orthanc_ids), "Synchronous": True}
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=timeout,
+                 zip_file=True, json_body=body)
 
 
 _DOWNLOAD_WORKERS = 8  # parallel downloads over the shared pool (32 sockets)
 
 
-def download_instances(conn, orthanc_ids, folder, *, workers=None):
+def download_instances(conn, orthanc_ids, folder, *, workers=None, transcode=None):
     """Save each instance as ``folder/{id}.dcm``, in parallel; return ``[(id, path)]``.
 
     ``folder`` is created if needed. ``workers`` parallel downloads (default 8), each
     streamed like ``download_file``; the first error is raised once the downloads in flight
-    end, and no partial file is left. Orthanc: GET /instances/{id}/file, one per instance.
+    end, and no partial file is left. ``transcode`` as in ``get_file`` (the server's version
+    is asked once). Orthanc: GET /instances/{id}/file, one per instance.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1981,19 +2232,25 @@ def download_instances(conn, orthanc_ids, folder, *, workers=None):
     os.makedirs(folder, exist_ok=True)
     ids = _as_list(orthanc_ids)
     paths = [os.path.join(folder, _segment(orthanc_id) + ".dcm") for orthanc_id in ids]
+    has_query = transcode is not None and get_version(conn) >= FEATURES["transcode_file"]
+
+    def save(orthanc_id, path):
+        method, route, options = _file_route(conn, orthanc_id, transcode, has_query)
+        return _save(conn, method, route, path, **options)
+
     with ThreadPoolExecutor(max(1, int(workers or _DOWNLOAD_WORKERS)),
                             thread_name_prefix="orthanc_fn-download") as pool:
-        saved = list(pool.map(lambda pair: download_file(conn, *pair), zip(ids, paths)))
+        saved = list(pool.map(save, ids, paths))
     return list(zip(ids, saved))
 
 
-def download_media(conn, level, orthanc_id, path, progress=None):
+def download_media(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save a resource as a ZIP with a DICOMDIR (DICOM media), streamed; return ``path``.
 
-    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress and
-    partial files as in ``download_archive``.
+    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress,
+    partial files and ``transcode`` as in ``download_archive``.
     """
-    return _save_zip(conn, "media", level, orthanc_id, path, progress)
+    return _save_zip(conn, "media", level, orthanc_id, path, progress, transcode)
 
 
 # ==== Find and statistics ====
@@ -2173,11 +2430,31 @@ _UID_TAGS = frozenset({"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID"
                        "0020,000D", "0020,000E", "0008,0018"})
 
 
-def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
+def _modification_body(conn, replace_tags, remove_tags, keep_tags, force, *,
+                       keep_private_tags=None, transcode=None, permissive=False,
+                       private_creator=None, dicom_version=None, keep_labels=False,
+                       priority=None, user_data=None):
+    """The JSON body of a modification or anonymization (Orthanc's own keys).
+
+    ``keep_labels`` needs Orthanc 1.12.3 (checked here: older servers ignore it silently);
+    ``priority`` and ``user_data`` go to the job (see ``_start_job``).
+    """
     body = {"Replace": dict(replace_tags or {}), "Remove": _as_list(remove_tags),
             "Keep": _as_list(keep_tags), "Force": bool(force)}
     if keep_private_tags is not None:
         body["KeepPrivateTags"] = bool(keep_private_tags)
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    if permissive:
+        body["Permissive"] = True
+    if private_creator is not None:
+        body["PrivateCreator"] = str(private_creator)
+    if dicom_version is not None:
+        body["DicomVersion"] = str(dicom_version)
+    if keep_labels:
+        _require(conn, "keep_labels")
+        body["KeepLabels"] = True
+    body.update(_job_options(priority, user_data))
     return body
 
 
@@ -2251,7 +2528,8 @@ def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
 
 def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remove_tags=(),
               force=False, keep_private_tags=False, delete_original=False, timeout=None,
-              progress=None):
+              progress=None, transcode=None, priority=None, permissive=False,
+              private_creator=None, dicom_version=None, keep_labels=False, user_data=None):
     """Anonymize a patient, study, series or instance and return the new resource's id.
 
     ``keep_tags`` keeps these tags' values, ``replace_tags`` maps keywords to new values,
@@ -2260,50 +2538,79 @@ def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remov
     once the anonymized copy is stored (Orthanc's ``KeepSource``). Runs as a job waited for
     ``timeout`` s (None: one hour), reporting ``progress(percent, 100)`` as ``wait_job`` does;
     an instance is anonymized in one request and the answer stored.
-    Orthanc: POST /{level}/{id}/anonymize.
+
+    More of Orthanc's options: ``transcode`` (a transfer syntax UID: the new instances are
+    stored re-encoded, e.g. ``"1.2.840.10008.1.2.4.70"`` lossless JPEG), ``permissive``
+    (Orthanc goes on past instances it cannot modify), ``private_creator`` (the creator of
+    the private tags in ``replace_tags``), ``dicom_version`` (the anonymization profile,
+    ``"2008"``, ``"2017c"``, ``"2021b"``, ``"2023b"``; Orthanc's newest by default),
+    ``keep_labels`` (the new resources get the labels of the originals; Orthanc >= 1.12.3),
+    ``priority`` and ``user_data`` (the job's, see ``_start_job``; user data needs Orthanc
+    >= 1.12.9). Orthanc: POST /{level}/{id}/anonymize.
 
     Raises:
         HttpError: Orthanc refused the request (its message says why); nothing changed.
         JobFailed, OrthancTimeout: see ``wait_job``; the original is kept.
+        UnsupportedByServer: ``keep_labels`` or ``user_data`` on a server too old for it.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _modification(conn, "anonymize", level, orthanc_id, body, delete_original, timeout,
                          progress)
 
 
 def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None,
                      remove_tags=(), force=False, keep_private_tags=False,
-                     delete_original=False):
+                     delete_original=False, transcode=None, priority=None, permissive=False,
+                     private_creator=None, dicom_version=None, keep_labels=False,
+                     user_data=None):
     """Start ``anonymize`` as an Orthanc job and return the job id at once.
 
     The finished job's ``Content['ID']`` is the new resource (for an instance, which runs
     through /tools/bulk-anonymize, ``Content['Resources']`` lists the new instance and its
     parents). With ``delete_original`` and a kept or replaced UID, the original is kept (only
-    ``anonymize`` can check the result first).
+    ``anonymize`` can check the result first). Options as in ``anonymize``.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _start_modification(conn, "anonymize", level, orthanc_id, body, delete_original)
 
 
 def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-           force=False, delete_original=True, timeout=None, progress=None):
+           force=False, delete_original=True, timeout=None, progress=None, transcode=None,
+           priority=None, permissive=False, private_creator=None, keep_labels=False,
+           user_data=None):
     """Modify a patient, study, series or instance and return the modified resource's id.
 
     Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
     gives the result new UIDs unless they are kept; keeping them all rewrites the resource in
     place (the same id comes back; instances need ``OverwriteInstances`` on the server, else
     ``Conflict``). The original is deleted by default, only once the result is stored.
+    ``transcode`` alone (with the UIDs kept) re-encodes a resource in place.
     Orthanc: POST /{level}/{id}/modify.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _modification(conn, "modify", level, orthanc_id, body, delete_original, timeout,
                          progress)
 
 
 def modify_as_job(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                  force=False, delete_original=True):
+                  force=False, delete_original=True, transcode=None, priority=None,
+                  permissive=False, private_creator=None, keep_labels=False, user_data=None):
     """Start ``modify`` as an Orthanc job and return the job id (see ``anonymize_as_job``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _start_modification(conn, "modify", level, orthanc_id, body, delete_original)
 
 
@@ -2339,42 +2646,63 @@ def _run_bulk(conn, action, level, orthanc_ids, body, delete_original, timeout):
 
 
 def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                force=False, delete_original=True, timeout=None):
+                force=False, delete_original=True, timeout=None, transcode=None, priority=None,
+                permissive=False, private_creator=None, keep_labels=False, user_data=None):
     """Modify several resources of one level in one job; return the new ids per level.
 
     Options as in ``modify`` (originals deleted by default, once the results are stored).
     ``timeout`` bounds the wait; a failed job raises ``JobFailed``.
     Orthanc: POST /tools/bulk-modify (1.9.4) as a job.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _run_bulk(conn, "modify", level, orthanc_ids, body, delete_original, timeout)
 
 
 def modify_bulk_as_job(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(),
-                       keep_tags=(), force=False, delete_original=True):
+                       keep_tags=(), force=False, delete_original=True, transcode=None,
+                       priority=None, permissive=False, private_creator=None,
+                       keep_labels=False, user_data=None):
     """Start ``modify_bulk`` and return the job id; its ``Content['Resources']`` lists the
     new resources (``{'Type', 'ID', 'Path'}``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _start_bulk(conn, "modify", level, orthanc_ids, body, delete_original)
 
 
 def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
                    remove_tags=(), force=False, keep_private_tags=False, delete_original=False,
-                   timeout=None):
+                   timeout=None, transcode=None, priority=None, permissive=False,
+                   private_creator=None, dicom_version=None, keep_labels=False,
+                   user_data=None):
     """Anonymize several resources of one level in one job; return the new ids per level.
 
     Options as in ``anonymize`` (originals kept by default). A failed job raises
     ``JobFailed``. Orthanc: POST /tools/bulk-anonymize (1.9.4) as a job.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _run_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original, timeout)
 
 
 def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
                           remove_tags=(), force=False, keep_private_tags=False,
-                          delete_original=False):
+                          delete_original=False, transcode=None, priority=None,
+                          permissive=False, private_creator=None, dicom_version=None,
+                          keep_labels=False, user_data=None):
     """Start ``anonymize_bulk`` and return the job id (see ``modify_bulk_as_job``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _start_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original)
 
 
@@ -2498,16 +2826,18 @@ def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
     return orthanc_id
 
 
-def modality_send_as_job(conn, modality, orthanc_ids):
+def modality_send_as_job(conn, modality, orthanc_ids, *, priority=None, user_data=None):
     """Start a C-STORE of resources (any level) to a modality; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study``.
     Orthanc: POST /modalities/{name}/store (asynchronous).
     """
     return _start_job(conn, _modality_path(modality, "store"),
-                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT})
+                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT},
+                      priority=priority, user_data=user_data)
 
 
-def modality_send(conn, modality, orthanc_ids, timeout=None):
+def modality_send(conn, modality, orthanc_ids, timeout=None, *, priority=None, user_data=None):
     """C-STORE resources (any level) to a modality and return the job's ``Content``.
 
     ``Content`` holds ``InstancesCount``, ``FailedInstancesCount``, ``RemoteAet``...
@@ -2515,8 +2845,9 @@ def modality_send(conn, modality, orthanc_ids, timeout=None):
     by the DICOM timeout). A refused or failed association raises ``JobFailed`` whose message
     carries Orthanc's ``ErrorDetails``. See ``modality_send_as_job``.
     """
-    return wait_job(conn, modality_send_as_job(conn, modality, orthanc_ids),
-                    timeout=timeout)["Content"]
+    job_id = modality_send_as_job(conn, modality, orthanc_ids, priority=priority,
+                                  user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def get_modalities(conn):
@@ -2549,20 +2880,23 @@ def _peer_path(peer, action=None):
     return path if action is None else f"{path}/{action}"
 
 
-def peer_send_as_job(conn, peer, orthanc_ids):
+def peer_send_as_job(conn, peer, orthanc_ids, *, priority=None, user_data=None):
     """Start sending resources (any level) to an Orthanc peer over HTTP; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study``.
     Orthanc: POST /peers/{name}/store (asynchronous).
     """
-    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)})
+    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)},
+                      priority=priority, user_data=user_data)
 
 
-def peer_send(conn, peer, orthanc_ids, timeout=None):
+def peer_send(conn, peer, orthanc_ids, timeout=None, *, priority=None, user_data=None):
     """Send resources to an Orthanc peer and return the job's ``Content``.
 
     ``timeout``: seconds to wait for the job (None: one hour). See ``peer_send_as_job``.
     """
-    return wait_job(conn, peer_send_as_job(conn, peer, orthanc_ids), timeout=timeout)["Content"]
+    job_id = peer_send_as_job(conn, peer, orthanc_ids, priority=priority, user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def get_peers(conn):
@@ -2904,7 +3238,9 @@ def instances_set_from_instances(conn, instances_ids):
 
 
 def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(),
-                         keep_source=True, force=False, *, timeout=600.0):
+                         keep_source=True, force=False, *, timeout=600.0, transcode=None,
+                         priority=None, permissive=False, private_creator=None,
+                         keep_labels=False, user_data=None):
     """Modify every instance of ``s`` and return the set of the modified instances.
 
     ``replace_tags``, ``remove_tags``, ``keep_tags`` and ``force`` are Orthanc's ``Replace``,
@@ -2913,7 +3249,8 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     does it and the returned set is of the new study; Orthanc 1.10 refuses: ``JobFailed``
     with its reason). The job is waited for at most ``timeout`` seconds. Orthanc always
     keeps the sources; with ``keep_source=False`` they are deleted afterwards, only once
-    every modified instance is confirmed on the server.
+    every modified instance is confirmed on the server. ``transcode``, ``priority``,
+    ``permissive``, ``private_creator``, ``keep_labels`` and ``user_data`` as in ``modify``.
 
     Keeping the UIDs (``keep_tags=["StudyInstanceUID", "SeriesInstanceUID",
     "SOPInstanceUID"]``, which needs ``force=True``) rewrites each instance in place, with
@@ -2930,8 +3267,11 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     """
     if not s:
         return s
-    body = dict(_modification_body(replace_tags, remove_tags, keep_tags, force),
-                Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
+    body = dict(_modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data),
+        Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
     in_place = _touches_uids(body)  # then compare the stored files before and after
     files_before = {one["ID"]: one["FileUuid"]
                     for one in _bulk_content(conn, "Instance", s.instances_ids)} if in_place else {}
@@ -2966,17 +3306,17 @@ def delete_instances_set(conn, s):
         _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
 
 
-def download_instances_set(conn, s, path, *, progress=None):
+def download_instances_set(conn, s, path, *, progress=None, transcode=None, media=False):
     """Save the instances of ``s`` as one ZIP archive at ``path``, streamed; return ``path``.
 
-    Progress and partial files as in ``download_archive``.
-    Orthanc: POST /tools/create-archive (synchronous, streamed since 1.9.4).
+    With ``media``, a ZIP with a DICOMDIR (as ``download_media``). Progress, partial files
+    and ``transcode`` as in ``download_archive``.
+    Orthanc: POST /tools/create-archive or /tools/create-media (synchronous, streamed).
     """
     if not s:
         raise OrthancValueError("download_instances_set: the set has no instance")
-    return _save(conn, "POST", "/tools/create-archive", path, progress, timeout=600,
-                 zip_file=True,
-                 json_body={"Resources": list(s.instances_ids), "Synchronous": True})
+    return _save_zip_of(conn, "media" if media else "archive", s.instances_ids, path,
+                        progress, transcode, timeout=600)
 
 
 def _instances_set_of(study_id, instances):

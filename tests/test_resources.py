@@ -115,6 +115,19 @@ def test_delete_of_an_empty_list_does_nothing(conn_a, upload_study):
     assert o.exists(conn_a, o.STUDIES, study_id)
 
 
+def test_delete_with_missing_ok_ignores_an_id_that_is_already_gone(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
+    o.delete(conn_a, o.STUDIES, study_id)
+    o.delete(conn_a, o.STUDIES, study_id, missing_ok=True)
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_delete_with_missing_ok_still_deletes_an_id_that_exists(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
+    o.delete(conn_a, o.STUDIES, study_id, missing_ok=True)
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
 BAD_IDS = ["../system", "a/b", "..", ".", "x?y=1", "x#y", "%2e%2e", "a\\b", "", "a\nb"]
 
 CALLS = {
@@ -125,6 +138,12 @@ CALLS = {
     "delete_list": lambda c, i: o.delete(c, o.STUDIES, ["ok-id", i]),
     "get_tags": lambda c, i: o.get_tags(c, i),
     "get_file": lambda c, i: o.get_file(c, i),
+    "get_file_transcoded": lambda c, i: o.get_file(c, i, transcode="1.2.840.10008.1.2"),
+    "is_protected": lambda c, i: o.is_protected(c, i),
+    "set_protected": lambda c, i: o.set_protected(c, i),
+    "reconstruct": lambda c, i: o.reconstruct(c, o.STUDIES, i),
+    "get_shared_tags": lambda c, i: o.get_shared_tags(c, o.STUDIES, i),
+    "get_all_metadata": lambda c, i: o.get_all_metadata(c, o.STUDIES, i),
     "get_string_metadata": lambda c, i: o.get_string_metadata(c, o.STUDIES, i, 1024),
     "metadata_name": lambda c, i: o.get_string_metadata(c, o.STUDIES, "ok-id", i),
     "set_attachment": lambda c, i: o.set_attachment(c, o.STUDIES, "ok-id", i, b"x"),
@@ -139,6 +158,80 @@ def test_an_id_that_could_reach_another_endpoint_is_refused_before_any_request(c
     conn = o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}")
     with pytest.raises(o.OrthancValueError):
         CALLS[call](conn, bad_id)
+
+
+# ---- protection from recycling, reconstruction
+
+@pytest.fixture(scope="module")
+def small_server(make_server):
+    """A server that keeps at most one patient and has no storage cache."""
+    return make_server("onepatient", config={"MaximumPatientCount": 1,
+                                            "MaximumStorageCacheSize": 0})
+
+
+def _patient(conn, name):
+    data = h.generate_test_dicom_file(8, 8, {"PatientID": name, "PatientName": name})
+    return o.get_parent_id(conn, o.INSTANCES, o.upload(conn, data)[0], o.PATIENTS)
+
+
+def test_set_protected_then_is_protected_reads_it_back(conn_a, upload_study):
+    patient_id = upload_study(conn_a, 1, 1).patient_id
+    assert o.is_protected(conn_a, patient_id) is False
+    o.set_protected(conn_a, patient_id)
+    assert o.is_protected(conn_a, patient_id) is True
+    o.set_protected(conn_a, patient_id, False)
+    assert o.is_protected(conn_a, patient_id) is False
+
+
+def test_a_protected_patient_is_not_recycled_when_the_server_is_full(small_server):
+    conn = small_server.conn
+    o.delete_all_content(conn)
+    kept = _patient(conn, "PROTECTED-1")
+    o.set_protected(conn, kept)
+    with pytest.raises(o.HttpError):  # Orthanc 1.10: "The file storage is full"
+        _patient(conn, "NEWCOMER-2")
+    assert o.get_all_ids(conn, o.PATIENTS) == [kept]
+
+
+def test_an_unprotected_patient_is_recycled_when_the_server_is_full(small_server):
+    conn = small_server.conn
+    o.delete_all_content(conn)
+    first = _patient(conn, "RECYCLED-1")
+    second = _patient(conn, "NEWCOMER-2")
+    assert o.get_all_ids(conn, o.PATIENTS) == [second] and first != second
+
+
+@pytest.mark.parametrize("call", [o.is_protected, o.set_protected])
+def test_protection_of_an_unknown_patient_raises_not_found(conn_a, call):
+    with pytest.raises(o.NotFound) as info:
+        call(conn_a, "00000000-00000000-00000000-00000000-00000000")
+    assert info.value.status == 400  # what Orthanc 1.10 answered: "Parameter out of range"
+    assert "no patient 00000000-00000000-00000000-00000000-00000000" in str(info.value)
+
+
+@pytest.mark.v113
+def test_protection_of_an_unknown_patient_raises_not_found_on_1_13(conn_113):
+    with pytest.raises(o.NotFound):
+        o.is_protected(conn_113, "00000000-00000000-00000000-00000000-00000000")
+
+
+def test_reconstruct_rebuilds_the_index_from_the_stored_file(small_server):
+    """The stored file is replaced on disk behind Orthanc's back: only the index is stale."""
+    import io
+    import os
+    import pydicom
+    conn = small_server.conn
+    o.delete_all_content(conn)
+    data = h.generate_test_dicom_file(8, 8, {"StudyDescription": "BEFORE"})
+    instance_id = o.upload(conn, data)[0]
+    study_id = o.get_parent_id(conn, o.INSTANCES, instance_id, o.STUDIES)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.StudyDescription = "AFTER"
+    uuid = o._get(conn, f"/instances/{instance_id}/attachments/dicom/info")["Uuid"]
+    ds.save_as(os.path.join(small_server.dir, "storage", uuid[:2], uuid[2:4], uuid))
+    assert o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyDescription"] == "BEFORE"
+    o.reconstruct(conn, o.STUDIES, study_id)
+    assert o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyDescription"] == "AFTER"
 
 
 # ---- statistics, previews, created instances, PDF, merge and split ----

@@ -66,9 +66,19 @@ def test_the_feature_table_is_read_only():
 
 
 @pytest.mark.v112
-def test_require_accepts_every_feature_of_the_table_on_1_12_7(conn_112):
-    for feature in o.FEATURES:
-        o._require(conn_112, feature)
+def test_require_accepts_every_feature_of_the_table_up_to_1_12_7_on_1_12_7(conn_112):
+    for feature, needed in o.FEATURES.items():
+        if needed <= (1, 12, 7):
+            o._require(conn_112, feature)
+
+
+@pytest.mark.v112
+def test_require_refuses_the_features_of_the_table_newer_than_1_12_7(conn_112):
+    newer = [feature for feature, needed in o.FEATURES.items() if needed > (1, 12, 7)]
+    assert "job_user_data" in newer
+    for feature in newer:
+        with pytest.raises(o.UnsupportedByServer):
+            o._require(conn_112, feature)
 
 
 def test_require_costs_exactly_one_get_system(conn_a, caplog):

@@ -33,6 +33,7 @@ BENCHMARKS = {
     "import": ("bench_import", ["--runs", "31"]),
     "requests": ("bench_requests", []),
     "scale": ("bench_scale", []),
+    "volume": ("bench_volume", []),
 }
 
 
