@@ -313,7 +313,10 @@ def test_download_archive_of_an_unknown_id_raises_not_found_and_keeps_the_old_fi
 def test_download_archive_removes_the_partial_file_when_the_server_dies(make_server,
                                                                        tmp_path):
     server = make_server("dies-in-download")
-    files = h.generate_test_study(1, 60, width=512, height=512)  # 30 MB, more than socket buffers
+    study = {"StudyInstanceUID": "1.2.826.0.1.3680043.8.498.268"}
+    # 30 MB that the archive's deflate cannot shrink: more than the socket buffers hold
+    files = [h.generate_test_dicom_file(512, 512, study, image="random", seed=n)
+             for n in range(60)]
     for data in files:
         o.upload(server.conn, data)
     study_id = o.get_all_ids(server.conn, o.STUDIES)[0]
