@@ -527,23 +527,13 @@ def _missing_decoder(ds):
 def _transcoded_file(conn, instance_id, missing):
     """The instance's file re-encoded by Orthanc as explicit VR little endian.
 
-    Orthanc: GET /instances/{id}/file?transcode= (1.12.2; older servers ignore it, and answer
-    POST /instances/{id}/modify with ``Transcode`` and the UIDs kept, storing nothing).
+    Orthanc: see ``orthanc_fn.get_file(..., transcode=)``.
     """
-    # To become orthanc_fn.get_file(conn, instance_id, transcode=_UNCOMPRESSED) when the
-    # core has it.
     core = _core()
-    path = f"/instances/{core._segment(instance_id)}"
     try:
-        if core.get_version(conn) >= (1, 12, 2):
-            data = core._get(conn, path + "/file", {"transcode": _UNCOMPRESSED}, raw=True)
-        else:
-            data = core._post(conn, path + "/modify", {
-                "Transcode": _UNCOMPRESSED, "Force": True,
-                "Keep": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]}, raw=True)
+        return core.get_file(conn, instance_id, transcode=_UNCOMPRESSED)
     except core.HttpError as exc:
         raise _undecodable(instance_id, missing, exc) from exc
-    return data
 
 
 def _undecodable(instance_id, missing, exc):

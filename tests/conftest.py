@@ -211,6 +211,62 @@ def count_requests(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def proxy_standin():
+    """A stand-in for what cannot run here, a proxy in front of Orthanc (an SSO login page, a
+    wrong route, a cut connection): a real HTTP server on loopback, not a mock of orthanc_fn.
+
+    Set ``standin.answer = (status, headers, body)``; ``standin.sent`` cuts the body after so
+    many bytes (the connection is then closed), ``standin.delay`` waits before answering.
+    ``standin.conn`` is a ``Connection`` to it; ``standin.requests`` lists ``(method, path)``.
+    """
+    import http.server
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            standin.requests.append((self.command, self.path))
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            time.sleep(standin.delay)
+            status, headers, body = standin.answer
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            try:
+                self.end_headers()
+                self.wfile.write(body[:standin.sent])
+                self.wfile.flush()
+            except OSError:  # the client gave up (a timeout test)
+                pass
+
+        do_GET = do_POST = do_PUT = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+
+    class Standin:
+        answer = (200, {"Content-Type": "application/json"}, b"{}")
+        sent = None
+        delay = 0.0
+        requests = []
+        conn = orthanc_fn.Connection(f"http://127.0.0.1:{server.server_address[1]}",
+                                     auth=("user", "pw"))
+
+    standin = Standin()
+    standin.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield standin
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="session")
 def conn_rev(make_server, any_tier):
     """A server of its own on each tier (tests may change its settings) that checks

@@ -288,6 +288,10 @@ STARTERS = {
         c, o.STUDIES, [study], **JOB),
     "modality_send_as_job": lambda c, study: o.modality_send_as_job(c, "nowhere", study, **JOB),
     "peer_send_as_job": lambda c, study: o.peer_send_as_job(c, "nowhere", study, **JOB),
+    "modality_retrieve_as_job C-MOVE": lambda c, study: o.modality_retrieve_as_job(
+        c, "nowhere", o.STUDIES, "1.2.3", **JOB),
+    "modality_retrieve_as_job C-GET": lambda c, study: o.modality_retrieve_as_job(
+        c, "nowhere", o.STUDIES, "1.2.3", method="C-GET", **JOB),
 }
 JOB = {"priority": 6, "user_data": {"started by": "a test"}}
 
