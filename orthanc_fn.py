@@ -29,8 +29,9 @@ __all__ = [
     "PATIENTS", "STUDIES", "SERIES", "INSTANCES", "LEVELS", "FEATURES",
     # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
-    "BadFileFormat", "OrthancConnectionError", "OrthancTimeout", "JobFailed",
-    "TooManyResourcesFound", "TransferOnPeer", "UnsupportedByServer",
+    "BadFileFormat", "UnexpectedAnswer", "StowFailed", "OrthancConnectionError",
+    "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "TransferOnPeer",
+    "UnsupportedByServer",
     # Connection and transport, System
     "Connection", "rest_get", "rest_post", "rest_put", "rest_delete", "Changes", "is_alive",
     "wait_started", "get_system", "get_version", "get_statistics", "get_changes", "iter_changes", "delete_all_content",
@@ -117,20 +118,24 @@ _LEVEL_NAMES = {
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
 # The features newer than the supported floor (Orthanc 1.10) and the first version that has
-# them, checked against Orthanc's NEWS; read-only. Drives UnsupportedByServer.
+# them, checked against Orthanc's NEWS; sorted by version, read-only. Drives
+# UnsupportedByServer.
 FEATURES = types.MappingProxyType({
-    "requested_tags": (1, 11, 0),  # RequestedTags in /tools/find
-    "asynchronous_move": (1, 11, 1),  # "Asynchronous" in /modalities/{id}/move
-    "labels": (1, 12, 0),
-    "delete_job": (1, 12, 2),  # DELETE /jobs/{id}
-    "transcode_file": (1, 12, 2),  # /instances/{id}/file?transcode= (1.10 ignores it)
-    "keep_labels": (1, 12, 3),  # "KeepLabels" in modifications (older ones ignore it)
-    # /system "Capabilities" with the extended /tools/find (also needs a database back-end
-    # that has it: the default SQLite one does)
+    "requested_tags": (1, 11, 0),  # 1.11.0: "RequestedTags" in /tools/find
+    "asynchronous_move": (1, 11, 1),  # 1.11.1: "Asynchronous" in /modalities/{id}/move
+    "labels": (1, 12, 0),  # 1.12.0: /{level}/{id}/labels, "Labels" in /tools/find
+    "delete_job": (1, 12, 2),  # 1.12.2: DELETE /jobs/{id}
+    "transcode_file": (1, 12, 2),  # 1.12.2: /instances/{id}/file?transcode= (1.10 ignores it)
+    "keep_labels": (1, 12, 3),  # 1.12.3: "KeepLabels" in modifications (older ones ignore it)
+    # 1.12.5: /system "Capabilities" with the extended /tools/find (also needs a database
+    # back-end that has it: the default SQLite one does, Debian's PostgreSQL plugin 5.0 not)
     "extended_find": (1, 12, 5),
-    "extended_changes": (1, 12, 5),  # "type" and "to" in /changes (same back-end condition)
-    "c_get": (1, 12, 6),  # /modalities/{id}/get (C-GET SCU)
-    "job_user_data": (1, 12, 9),  # a job's "UserData" (1.12.7 drops it silently)
+    # 1.12.5: "type" and "to" in /changes (the same back-end condition: HasExtendedChanges)
+    "extended_changes": (1, 12, 5),
+    "c_get": (1, 12, 6),  # 1.12.6: /modalities/{id}/get (C-GET SCU)
+    "job_user_data": (1, 12, 9),  # 1.12.9: a job's "UserData" (1.12.7 drops it silently)
+    # 1.12.11: "Labels": [] with "LabelsConstraint": "None" finds the unlabelled resources
+    "find_unlabelled": (1, 12, 11),
 })
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
@@ -198,8 +203,11 @@ class Conflict(HttpError):
 
 
 class BadFileFormat(HttpError):
-    """Orthanc refused a file as not DICOM.
+    """Orthanc refused a file sent for storing.
 
+    Raised by the upload functions only, when Orthanc's JSON error says the file is the
+    problem (its ``OrthancStatus``: bad file format, inexistent tag...), whatever the HTTP
+    status: a DICOMDIR or a palette file is refused with 404 and "Inexistent tag".
     Fields: those of ``HttpError``, ``path`` (the file, when there was one) and
     ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
     """
@@ -210,6 +218,38 @@ class BadFileFormat(HttpError):
                  instances_ids=None):
         super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
         self.path, self.instances_ids = path, instances_ids
+
+
+class UnexpectedAnswer(OrthancError):
+    """The server answered 2xx, but not as Orthanc does (e.g. the HTML login page of a proxy).
+
+    Fields: ``status``, ``method``, ``url`` (never with credentials), ``content_type`` and
+    ``data``, the first bytes of the answer.
+    """
+    status: int
+    method: str
+    url: str
+    content_type: str
+    data: bytes
+
+    def __init__(self, message, *, status, method, url, content_type, data):
+        super().__init__(message)
+        self.status, self.method, self.url = status, method, url
+        self.content_type, self.data = content_type, data
+
+
+class StowFailed(OrthancError):
+    """The DICOMweb plugin did not store some files of a STOW-RS upload.
+
+    Fields: ``answer``, the merged STOW-RS answer of every batch (what was stored and what
+    failed), and ``paths``, the files that were not stored.
+    """
+    answer: dict
+    paths: list
+
+    def __init__(self, message, *, answer, paths):
+        super().__init__(message)
+        self.answer, self.paths = answer, paths
 
 
 class OrthancConnectionError(OrthancError, ConnectionError):
@@ -485,8 +525,10 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     """Send one request and return its decoded answer; the only place that talks HTTP.
 
     Returns the parsed JSON (or ``bytes`` with ``raw=True``, or the open urllib3 response with
-    ``stream=True``, which the caller must release). Every urllib3 exception and every non-2xx
-    answer is translated here by ``_translate``.
+    ``stream=True``, which the caller must release and read through ``_body_chunks``). Every
+    urllib3 exception is translated by ``_translate``, every non-2xx answer by ``_http_error``.
+    A 2xx answer that is not JSON is returned as ``str`` when it is ``text/plain`` (Orthanc's
+    own text answers) and raises ``UnexpectedAnswer`` otherwise (a proxy's HTML login page).
     """
     if not isinstance(conn, Connection):
         raise OrthancValueError(f"expected a Connection, got {type(conn).__name__}")
@@ -507,8 +549,10 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     except urllib3.exceptions.HTTPError as exc:
         raise _translate(exc, method, url) from exc
     if response.status >= 300:
-        data = response.data if not stream else response.read()
-        response.release_conn()
+        try:
+            data = _read_all(response, method, url) if stream else response.data
+        finally:
+            response.release_conn()
         raise _http_error(response.status, data, method, url)
     if stream:
         return response
@@ -519,7 +563,9 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     try:
         return json.loads(response.data)
     except ValueError:
-        return response.data.decode("utf-8", "replace")
+        if response.headers.get("Content-Type", "").startswith("text/plain"):
+            return response.data.decode("utf-8", "replace")  # /tools/now, generate-uid...
+        raise _unexpected(response, method, url) from None
 
 
 def _body_chunks(response, method, url, size=1 << 20):
@@ -528,6 +574,23 @@ def _body_chunks(response, method, url, size=1 << 20):
         yield from response.stream(size)
     except urllib3.exceptions.HTTPError as exc:
         raise _translate(exc, method, url) from exc
+
+
+def _read_all(response, method, url):
+    """Read the rest of a streamed answer's body, translating transport errors."""
+    return b"".join(_body_chunks(response, method, url))
+
+
+def _unexpected(response, method, url):
+    """The error for a 2xx answer that is not the JSON Orthanc sends."""
+    content_type = response.headers.get("Content-Type", "")
+    data = response.data[:200]
+    shown = re.sub(r"\s+", " ", data.decode("utf-8", "replace")).strip()[:120]
+    return UnexpectedAnswer(
+        f"{method} {url} -> HTTP {response.status}: the server did not answer like Orthanc "
+        f"(neither JSON nor text, Content-Type {content_type or 'none'!r}): {shown!r}; is "
+        "the URL that of Orthanc, not of a proxy's login page?", status=response.status,
+        method=method, url=url, content_type=content_type, data=data)
 
 
 def _translate(exc, method, url):
@@ -580,8 +643,6 @@ def _http_error(status, data, method, url):
         said += " (check the user, password or token)"
     elif status == 409:
         cls = Conflict
-    elif isinstance(orthanc, dict) and orthanc.get("OrthancStatus") == 15:
-        cls = BadFileFormat
     try:
         phrase = " " + HTTPStatus(status).phrase
     except ValueError:
@@ -674,16 +735,19 @@ class Changes(NamedTuple):
 
 
 def is_alive(conn, timeout=2.0):
-    """Tell whether ``GET /system`` answers 200 with these credentials; never raises.
+    """Tell whether Orthanc answers ``GET /system`` with these credentials; never raises.
+
+    Only Orthanc's own answer counts (a JSON object with ``Version`` and ``DicomAet``): a
+    proxy's login page or another server's JSON gives False.
 
     >>> is_alive(Connection("http://127.0.0.1:9"), timeout=0.5)
     False
     """
     try:
-        _get(conn, "/system", timeout=timeout, retries=False)
-        return True
+        system = _get(conn, "/system", timeout=timeout, retries=False)
     except OrthancError:
         return False
+    return isinstance(system, dict) and "Version" in system and "DicomAet" in system
 
 
 def wait_started(conn, timeout=60.0):
@@ -777,8 +841,9 @@ def delete_all_content(conn):
 def get_capabilities(conn):
     """Return what the server can do, as booleans, plus its plugins and their versions.
 
-    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes`` (from Orthanc's own
-    ``Capabilities`` where it reports them, 1.12.5+, as they depend on the database backend),
+    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes``,
+    ``has_key_value_stores``, ``has_queues`` (from Orthanc's own ``Capabilities`` where it
+    reports them, 1.12.5+ and 1.12.8+, as they depend on the database backend),
     ``has_revisions`` (``CheckRevisions`` is on: writes need ``revision=``), and ``plugins``,
     a dict plugin id -> version string. Orthanc: GET /system, GET /plugins, /plugins/{id}.
     """
@@ -789,6 +854,8 @@ def get_capabilities(conn):
         "has_labels": bool(system.get("HasLabels", version >= FEATURES["labels"])),
         "has_extended_find": bool(reported.get("HasExtendedFind", False)),
         "has_extended_changes": bool(reported.get("HasExtendedChanges", False)),
+        "has_key_value_stores": bool(reported.get("HasKeyValueStores", False)),
+        "has_queues": bool(reported.get("HasQueues", False)),
         "has_revisions": bool(system.get("CheckRevisions", False)),
         "plugins": {name: _get(conn, f"/plugins/{_segment(name, 'plugin')}").get("Version")
                     for name in _get(conn, "/plugins") if name != "explorer.js"},
@@ -1069,7 +1136,11 @@ def get_info(conn, level, orthanc_id):
 
 
 def exists(conn, level, orthanc_id):
-    """Tell whether the resource exists (False also for an id Orthanc could never have)."""
+    """Tell whether the resource exists (False also for an id Orthanc could never have).
+
+    A level that is not one of ``LEVELS`` raises ``OrthancValueError``.
+    """
+    level = _level(level)
     try:
         get_info(conn, level, orthanc_id)
         return True
@@ -1347,6 +1418,7 @@ def _move_done(conn, job, source_series_ids, keep_source):
 # ==== Tags, metadata, attachments, labels ====
 
 _TAG = re.compile(r"([0-9A-Fa-f]{4})[,-]?([0-9A-Fa-f]{4})")
+_RETIRED = "RETIRED_"  # Orthanc's prefix to the keyword of a retired tag
 
 
 class Tags(dict):
@@ -1356,6 +1428,8 @@ class Tags(dict):
     data or binary values, and ``TooLong``), ``list`` of ``Tags`` for a sequence. ``types``
     maps each key to Orthanc's type (``String``, ``Null``, ``TooLong``, ``Sequence``...). A tag
     without a unique keyword (private or unknown tags) is keyed ``'gggg,eeee'``, never dropped.
+    A retired tag, which Orthanc names ``RETIRED_StudyStatusID``, is keyed by its DICOM
+    keyword ``StudyStatusID``; Orthanc's name works too.
 
     >>> tags = Tags._from_orthanc({"0010,0020": {"Name": "PatientID", "Type": "String",
     ...                                          "Value": "P-1"}})
@@ -1363,34 +1437,42 @@ class Tags(dict):
     ('P-1', 'P-1', 'P-1', 'P-1')
     >>> "0010,0010" in tags, tags.get("PatientName", "-"), tags.types["PatientID"]
     (False, '-', 'String')
+    >>> old = Tags._from_orthanc({"0032,000a": {"Name": "RETIRED_StudyStatusID",
+    ...                                         "Type": "String", "Value": "READ"}})
+    >>> old["StudyStatusID"], old["RETIRED_StudyStatusID"], old["0032,000A"], list(old)
+    ('READ', 'READ', 'READ', ['StudyStatusID'])
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.types = {}
-        self._keys = {}
+        self._aliases = {}  # 'gggg,eeee' (lower case) and Orthanc's RETIRED_ names -> key
 
     @classmethod
     def _from_orthanc(cls, answer):
         tags = cls()
         for tag, element in answer.items():
             name, kind = element.get("Name", ""), element.get("Type")
+            keyword = name[len(_RETIRED):] if name.startswith(_RETIRED) else name
             key = tag
-            if name.isidentifier() and int(tag[:4], 16) % 2 == 0 and name not in tags:
-                key = name
+            if keyword.isidentifier() and int(tag[:4], 16) % 2 == 0 and keyword not in tags:
+                key = keyword
+                if keyword != name:
+                    tags._aliases[name] = key
             value = element.get("Value")
             if kind == "Sequence":
                 value = [cls._from_orthanc(item) for item in value or ()]
             dict.__setitem__(tags, key, value)
             tags.types[key] = kind
-            tags._keys[tag.lower()] = key
+            tags._aliases[tag.lower()] = key
         return tags
 
     def _key(self, key):
         if isinstance(key, str) and not dict.__contains__(self, key):
             match = _TAG.fullmatch(key)
             if match:
-                return self._keys.get(f"{match[1]},{match[2]}".lower(), key)
+                key = f"{match[1]},{match[2]}".lower()
+            return self._aliases.get(key, key)
         return key
 
     def __getitem__(self, key):
@@ -1436,6 +1518,13 @@ _USER_CONFIG = {"metadata": "UserMetadata", "attachments": "UserContentType"}
 _MISSING = object()
 
 
+def _user_content_path(level, orthanc_id, kind, name, suffix=""):
+    if isinstance(name, int) and not isinstance(name, bool) and not 1024 <= name <= 65535:
+        raise OrthancValueError(f"user {kind} numbers are 1024-65535, got {name}")
+    return f"/{_level(level)}/{_segment(orthanc_id)}/{kind}/{_segment(name, kind + ' name')}" \
+        + suffix
+
+
 def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **options):
     """Send one request about a metadata or an attachment (``kind``) of a resource.
 
@@ -1443,11 +1532,9 @@ def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **opti
     Orthanc answers 404 for an undeclared name, and the raised ``NotFound`` says so.
     ``options`` go to ``_request`` (``body``, ``headers`` such as ``If-Match``, ``raw``...).
     """
-    if isinstance(name, int) and not isinstance(name, bool) and not 1024 <= name <= 65535:
-        raise OrthancValueError(f"user {kind} numbers are 1024-65535, got {name}")
-    path = f"/{_level(level)}/{_segment(orthanc_id)}/{kind}/{_segment(name, kind + ' name')}"
     try:
-        return _request(conn, method, path + suffix, **options)
+        return _request(conn, method, _user_content_path(level, orthanc_id, kind, name, suffix),
+                        **options)
     except NotFound as exc:
         if not _is_undeclared(exc):
             raise
@@ -1572,7 +1659,8 @@ def _get_with_revision(conn, level, orthanc_id, kind, name, suffix="", default=_
             raise
         return default, None
     try:
-        data = response.read()
+        url = conn.url + _user_content_path(level, orthanc_id, kind, name, suffix)
+        data = _read_all(response, "GET", url)
         etag = response.headers.get("ETag", "")
     finally:
         response.release_conn()
@@ -1659,17 +1747,42 @@ def upload(conn, buffer, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
 
     An instance the server already has counts as stored. Raises ``BadFileFormat`` when
-    Orthanc does not recognize the content. ``timeout``: seconds to wait for the answer
-    (default 60; a large ZIP may need more). Orthanc: POST /instances.
+    Orthanc's error says the content is the problem (its ``OrthancStatus``: bad file format,
+    inexistent tag...; HTTP 400 or 404); other errors as they come. ``timeout``: seconds to
+    wait for the answer (default 60; a large ZIP may need more). Orthanc: POST /instances.
     """
     return [answer["ID"] for answer in _store(conn, buffer, timeout=timeout)]
 
 
+# Orthanc's OrthancStatus codes that refuse the file itself: BadFileFormat, CorruptedFile,
+# InexistentTag (a DICOMDIR, a palette, a meta header without transfer syntax: HTTP 404),
+# MainDicomTagsMultiplyDefined, CannotStoreInstance (refused by a filter).
+_FILE_REFUSALS = frozenset((15, 20, 21, 44, 2018))
+
+
+def _is_file_error(error):
+    """Tell whether ``error`` is about one file: refused by Orthanc, or unreadable here.
+
+    A refusal is about the file when Orthanc's JSON error says so by its ``OrthancStatus``,
+    whatever the HTTP status; a 404 without Orthanc's body (a wrong URL) is not.
+    """
+    if isinstance(error, OrthancError):  # before OSError: OrthancConnectionError is one
+        said = getattr(error, "orthanc", None)
+        return isinstance(said, dict) and said.get("OrthancStatus") in _FILE_REFUSALS
+    return isinstance(error, OSError)
+
+
 def _store(conn, buffer, *, timeout=None):
     """POST a DICOM or ZIP buffer; return Orthanc's answers, one dict per instance
-    (``ID``, ``ParentStudy``, ``Status``...)."""
-    answer = _post(conn, "/instances", body=bytes(buffer), timeout=timeout,
-                   headers={"Content-Type": "application/octet-stream"})
+    (``ID``, ``ParentStudy``, ``Status``...). A refused file raises ``BadFileFormat``."""
+    try:
+        answer = _post(conn, "/instances", body=bytes(buffer), timeout=timeout,
+                       headers={"Content-Type": "application/octet-stream"})
+    except HttpError as exc:
+        if not _is_file_error(exc):
+            raise
+        raise BadFileFormat(str(exc), status=exc.status, method=exc.method, url=exc.url,
+                            orthanc=exc.orthanc) from exc
     return answer if isinstance(answer, list) else [answer]
 
 
@@ -1684,39 +1797,34 @@ def _with_path(error, path, **context):
     return _restated(error, f"{path}: {error}", path=path, **context)
 
 
-def upload_file(conn, path):
+def upload_file(conn, path, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, read from ``path``; return the instance ids.
 
     Orthanc: POST /instances. ``BadFileFormat`` (with ``.path``) when Orthanc refuses the
-    content; ``FileNotFoundError`` for a missing path.
+    content; ``FileNotFoundError`` for a missing path. ``timeout`` as in ``upload``.
     """
     with open(path, "rb") as f:
         data = f.read()
     try:
-        return upload(conn, data)
+        return upload(conn, data, timeout=timeout)
     except BadFileFormat as exc:
         raise _with_path(exc, os.fspath(path)) from exc
 
 
-def _folder_files(path):
-    """Return the files under ``path`` (sorted, recursive, no dot-files or dot-folders) and
-    the ``OSError`` of each folder that could not be listed."""
+def _folder_files(path, skip_extensions=()):
+    """Return the files under ``path`` (sorted, recursive, no dot-files or dot-folders, none
+    ending with one of ``skip_extensions``, case-insensitive) and the ``OSError`` of each
+    folder that could not be listed."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         os.listdir(path)  # raises FileNotFoundError, NotADirectoryError... naming path
+    skipped = tuple("." * (not e.startswith(".")) + e.lower() for e in _as_list(skip_extensions))
     files, unreadable = [], []
     for folder, subfolders, names in os.walk(path, onerror=unreadable.append):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         files.extend(os.path.join(folder, name) for name in sorted(names)
-                     if not name.startswith("."))
+                     if not name.startswith(".") and not name.lower().endswith(skipped))
     return files, unreadable
-
-
-def _is_file_error(error):
-    """Tell whether ``error`` is about one file (refused by Orthanc, or unreadable here)."""
-    if isinstance(error, OrthancError):
-        return isinstance(error, BadFileFormat) or getattr(error, "status", None) == 400
-    return isinstance(error, OSError)
 
 
 def _reason(error):
@@ -1772,7 +1880,8 @@ def _upload_one(nodes, path):
 _UPLOAD_WORKERS = 8  # parallel uploads: Orthanc stores in parallel, the pool holds 32 sockets
 
 
-def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None):
+def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None,
+                  *, skip_extensions=()):
     """Store every file under ``path`` (recursively, dot-files skipped) in parallel.
 
     Each file is read only when one of the ``workers`` threads (default 8) sends it, so memory
@@ -1782,13 +1891,18 @@ def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, 
     rest of the call, its file sent to another one. When the last server stops answering
     (a restart), each upload waits up to 10 s for it and sends its file once more.
 
+    ``skip_extensions``: files ending so are never sent, e.g. ``(".txt", ".json")``
+    (case-insensitive).
+
     With ``ignore_errors``, every refused or unreadable file is listed in ``errors`` with
-    Orthanc's reason. Without it, the first one raises ``BadFileFormat`` (or the ``OSError``)
-    once the uploads in flight have finished; the error carries ``.path`` and
-    ``.instances_ids``, the ids stored so far. Errors that are not about a file (server down,
-    wrong credentials) are always raised. Orthanc: POST /instances, one per file.
+    Orthanc's reason: a folder copied from a CD stores its images and lists its DICOMDIR.
+    Without it, the first one raises ``BadFileFormat`` (or the ``OSError``) once the uploads
+    in flight have finished; the error carries ``.path`` and ``.instances_ids``, the ids
+    stored so far. A file is refused when Orthanc's error says so, as in ``upload``; errors
+    that are not about a file (server down, wrong credentials, a 404 from a proxy)
+    are always raised. Orthanc: POST /instances, one per file.
     """
-    files, unreadable = _folder_files(path)
+    files, unreadable = _folder_files(path, skip_extensions)
     answers, errors = _upload_files(conn, files, unreadable, ignore_errors, workers, progress,
                                     nodes)
     return UploadResult([answer["ID"] for answer in answers], errors)
@@ -1853,7 +1967,7 @@ def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nod
         ids = [answer["ID"] for answer in answers]
         if isinstance(error, BadFileFormat):
             raise _with_path(error, file, instances_ids=ids) from error
-        if _is_file_error(error):
+        if isinstance(error, OSError) and not isinstance(error, OrthancError):
             error.path = file
         error.instances_ids = ids
         raise error
@@ -1862,40 +1976,118 @@ def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nod
 
 _STOW_BATCH_FILES = 100
 _STOW_BATCH_BYTES = 32 << 20
+_STORED_SOPS, _FAILED_SOPS, _SOP_UID = "00081199", "00081198", "00081155"  # STOW-RS answer
 
 
-def upload_files_dicom_web(conn, paths, *, root="/dicom-web"):
+def upload_files_dicom_web(conn, paths, *, root="/dicom-web", study_uid=None,
+                           ignore_errors=False):
     """Store DICOM files through the DICOMweb plugin (STOW-RS); return its answer.
 
-    Orthanc: POST {root}/studies with ``multipart/related; type="application/dicom"``, one
-    request per batch of at most 100 files or 32 MB, so memory stays flat however many
-    ``paths`` there are (any iterable; one ``str`` is one file). The answer is the DICOM JSON
-    of STOW-RS; with several batches, their sequences (``00081199`` stored instances,
-    ``00081198`` failures) are concatenated.
+    Orthanc: POST {root}/studies (or {root}/studies/{study_uid}: a file of another study is
+    refused) with ``multipart/related; type="application/dicom"``, one request per batch of
+    at most 100 files or 32 MB, so memory stays flat however many ``paths`` there are (any
+    iterable; one ``str`` is one file). The answer is the DICOM JSON of STOW-RS; with several
+    batches, their sequences (``00081199`` stored instances, ``00081198`` failures) are
+    concatenated.
+
+    Every batch is sent, whatever happened to the previous ones. When the plugin could not
+    store some files (it stores the others of their batch and answers 400 or 409), the call
+    raises ``StowFailed`` once all batches were sent, carrying ``.answer`` (merged) and
+    ``.paths`` (the files not stored: those whose SOP instance UID is not in the stored
+    sequence; a file without a DICOM meta header counts as not stored when its batch had a
+    failure). With ``ignore_errors=True`` the merged answer is returned instead. Errors that
+    are not a STOW-RS answer (no plugin, wrong credentials) are raised at once.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
-    answers, batch, size = [], [], 0
+    route = root.rstrip("/") + "/studies"
+    if study_uid is not None:
+        route += "/" + _segment(study_uid, "study UID")
+    answers, failed, sent = [], [], 0
+    for batch in _stow_batches(paths):
+        answer, refused = _stow(conn, route, batch)
+        answers.append(answer)
+        failed.extend(refused)
+        sent += len(batch)
+    merged = _merge_stow_answers(answers)
+    if failed and not ignore_errors:
+        shown = ", ".join(os.fspath(path) for path in failed[:3])
+        raise StowFailed(
+            f"POST {conn.url}{route}: {len(failed)} of {sent} files not stored ({shown}"
+            f"{', ...' if len(failed) > 3 else ''}); see .paths and .answer "
+            f"({_FAILED_SOPS}, FailedSOPSequence)", answer=merged, paths=failed)
+    return merged
+
+
+def _stow_batches(paths):
+    """Yield lists of ``(path, bytes)`` within the STOW-RS batch limits, reading lazily."""
+    batch, size = [], 0
     for path in paths:
         with open(path, "rb") as f:
             data = f.read()
         if batch and (len(batch) >= _STOW_BATCH_FILES or size + len(data) > _STOW_BATCH_BYTES):
-            answers.append(_stow(conn, root, batch))
+            yield batch
             batch, size = [], 0
-        batch.append(data)
+        batch.append((path, data))
         size += len(data)
     if batch:
-        answers.append(_stow(conn, root, batch))
-    return _merge_stow_answers(answers)
+        yield batch
 
 
-def _stow(conn, root, files):
+def _stow(conn, route, batch):
+    """Send one STOW-RS batch; return its answer and the paths of the files not stored."""
     boundary = os.urandom(16).hex()
     part = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-    body = b"".join(part + data + b"\r\n" for data in files) + f"--{boundary}--\r\n".encode()
+    body = b"".join(part + data + b"\r\n" for _, data in batch) \
+        + f"--{boundary}--\r\n".encode()
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return _post(conn, root.rstrip("/") + "/studies", body=body, timeout=300,
-                 headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+    try:
+        return _post(conn, route, body=body, timeout=300,
+                     headers={"Content-Type": content_type,
+                              "Accept": "application/dicom+json"}), []
+    except HttpError as exc:
+        answer = exc.orthanc
+        if not (isinstance(answer, dict) and (_STORED_SOPS in answer or _FAILED_SOPS in answer)):
+            raise
+    stored = {uid for item in answer.get(_STORED_SOPS, {}).get("Value", [])
+              for uid in item.get(_SOP_UID, {}).get("Value", [])}
+    return answer, [path for path, data in batch if _meta_sop_instance_uid(data) not in stored]
+
+
+_LONG_VRS = frozenset(vr.encode() for vr in
+                      "OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())  # 4-byte lengths
+
+
+def _meta_sop_instance_uid(data):
+    """Read MediaStorageSOPInstanceUID (0002,0003) from a DICOM file's meta header, or None.
+
+    The meta header follows the 128-byte preamble and ``DICM``, always in explicit VR little
+    endian.
+
+    >>> meta = b"\\2\\0\\3\\0UI\\6\\0" + b"1.2.3\\0"
+    >>> _meta_sop_instance_uid(bytes(128) + b"DICM" + meta), _meta_sop_instance_uid(b"text")
+    ('1.2.3', None)
+    """
+    import struct
+
+    if data[128:132] != b"DICM":
+        return None
+    offset = 132
+    while offset + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 2:
+            return None
+        vr = data[offset + 4:offset + 6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            offset += 12
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            offset += 8
+        if element == 3:
+            return data[offset:offset + length].rstrip(b"\0 ").decode("ascii", "replace")
+        offset += length
+    return None
 
 
 def _merge_stow_answers(answers):
@@ -1923,7 +2115,8 @@ class UploadDetails(NamedTuple):
     errors: list
 
 
-def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None):
+def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None,
+                          skip_extensions=()):
     """Store every file under ``path`` and return the studies they belong to.
 
     Files are sent as by ``upload_folder(..., ignore_errors=True)``: refused or unreadable
@@ -1931,11 +2124,12 @@ def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=Non
     its members sent one by one (an error names ``archive.zip/member``); without it a ZIP is
     sent whole and Orthanc stores the DICOM files inside. The studies come from Orthanc's
     answers (``ParentStudy``): one more request per study for its StudyInstanceUID, none per
-    instance. Orthanc: POST /instances per file, GET /studies/{id} per study.
+    instance. ``skip_extensions`` as in ``upload_folder`` (files of the folder, not ZIP members).
+    Orthanc: POST /instances per file, GET /studies/{id} per study.
     """
     import tempfile
 
-    files, unreadable = _folder_files(path)
+    files, unreadable = _folder_files(path, skip_extensions)
     with tempfile.TemporaryDirectory(prefix="orthanc_fn-unzip-") as scratch:
         names, unzip_errors = {}, []
         if unzip:
@@ -2173,9 +2367,11 @@ def _find_body(conn, level, query, *, expand, case_sensitive, labels, labels_con
     body = {"Level": _ORTHANC_LEVEL[_level(level)], "Query": dict(query or {}),
             "Expand": bool(expand), "CaseSensitive": bool(case_sensitive)}
     if labels is not None:
-        _require(conn, "labels")
         body["Labels"] = _as_list(labels)
         body["LabelsConstraint"] = labels_constraint
+        # No label with "None" means "unlabelled" since 1.12.11; older servers match everything.
+        unlabelled = not body["Labels"] and labels_constraint == "None"
+        _require(conn, "find_unlabelled" if unlabelled else "labels")
     if requested_tags is not None:
         _require(conn, "requested_tags")
         body["RequestedTags"] = _as_list(requested_tags)
@@ -2191,7 +2387,8 @@ def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensit
     Returns Orthanc's expanded dicts, or ids with ``expand=False``. ``limit`` and ``since``
     page the answer (see ``iter_find``); ``case_sensitive`` applies to PatientName-like tags.
     ``labels`` (a label or a list) with ``labels_constraint`` ``'All'``, ``'Any'`` or
-    ``'None'`` filters by label (Orthanc >= 1.12.0); ``requested_tags`` adds tags to each
+    ``'None'`` filters by label (Orthanc >= 1.12.0; ``labels=[]`` with ``'None'``: the
+    resources without any label, Orthanc >= 1.12.11); ``requested_tags`` adds tags to each
     expanded answer in ``RequestedTags`` (Orthanc >= 1.11.0). On an older server either option
     raises ``UnsupportedByServer`` rather than being ignored (which would match everything).
     Orthanc: POST /tools/find.

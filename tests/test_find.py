@@ -124,10 +124,9 @@ def test_find_refuses_an_unknown_labels_constraint(conn_a):
         o.find(conn_a, o.STUDIES, {}, labels=["x"], labels_constraint="Some")
 
 
-@pytest.mark.v112
-def test_find_requested_tags_adds_them_on_orthanc_1_12(conn_112):
-    _study(conn_112, StudyDescription="desc", ReferringPhysicianName="DR^WHO")
-    found = o.find(conn_112, o.STUDIES, {}, requested_tags=["NumberOfStudyRelatedInstances"])
+def test_find_requested_tags_adds_them_on_orthanc_1_12_and_newer(conn_new):
+    _study(conn_new, StudyDescription="desc", ReferringPhysicianName="DR^WHO")
+    found = o.find(conn_new, o.STUDIES, {}, requested_tags=["NumberOfStudyRelatedInstances"])
     assert found[0]["RequestedTags"]["NumberOfStudyRelatedInstances"] == "1"
 
 
@@ -252,31 +251,29 @@ def test_print_daily_stats_prints_one_line_per_day_with_iso_dates(dated, capsys)
     assert capsys.readouterr().out == "2001-03-01  5\n2001-03-02  0\n2001-03-03  1\n"
 
 
-@pytest.mark.v112
-def test_iter_find_pages_completely_on_orthanc_1_12_too(conn_112):
+def test_iter_find_pages_completely_on_orthanc_1_12_and_newer_too(conn_new):
     description = _unique()
-    expected = {_study(conn_112, StudyDescription=description) for _ in range(7)}
-    found = list(o.iter_find(conn_112, o.STUDIES, {"StudyDescription": description},
+    expected = {_study(conn_new, StudyDescription=description) for _ in range(7)}
+    found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
                              page_size=3, expand=False))
     assert len(found) == 7 and set(found) == expected
 
 
-@pytest.mark.v112
-def test_daily_stats_agree_on_orthanc_1_12(conn_112):
+def test_daily_stats_agree_on_orthanc_1_12_and_newer(conn_new):
     for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
                   h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
-        o.upload(conn_112, _zip(files))
+        o.upload(conn_new, _zip(files))
     for level, counts in ((o.STUDIES, (1, 0, 1)), (o.SERIES, (2, 0, 1)),
                           (o.INSTANCES, (4, 0, 1))):
-        assert o.get_daily_stats(conn_112, level, "2001-03-01", "2001-03-03") == _days(*counts)
+        assert o.get_daily_stats(conn_new, level, "2001-03-01", "2001-03-03") == _days(*counts)
 
 
-@pytest.mark.v112
-def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12(conn_112, count_requests):
+def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12_and_newer(
+        conn_new, count_requests):
     description = _unique()
-    expected = {_study(conn_112, StudyDescription=description) for _ in range(4)}
+    expected = {_study(conn_new, StudyDescription=description) for _ in range(4)}
     count_requests.clear()
-    found = list(o.iter_find(conn_112, o.STUDIES, {"StudyDescription": description},
+    found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
                              page_size=3, expand=False, case_sensitive=False))
     assert set(found) == expected and len(found) == 4
     posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]

@@ -193,22 +193,22 @@ def test_modality_retrieve_to_an_unknown_target_raises_with_orthanc_details(conn
     assert "C-MOVE" in str(info.value)
 
 
-@pytest.mark.v112
-def test_modality_retrieve_runs_as_a_job_on_orthanc_112(
-        server_112, conn_112, server_b, conn_b, count_requests):
-    o.configure_modality(conn_112, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
-    o.configure_modality(conn_b, "v112", server_112.aet, "127.0.0.1", server_112.dicom_port)
+def test_modality_retrieve_runs_as_a_job_on_orthanc_112_and_newer(
+        server_new, conn_new, server_b, conn_b, count_requests):
+    o.configure_modality(conn_new, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
+    o.configure_modality(conn_b, server_new.name, server_new.aet, "127.0.0.1",
+                         server_new.dicom_port)
     try:
         study_id, uid, _ = _study(conn_b)
         count_requests.clear()
         seen = count_requests
-        assert o.modality_retrieve_study(conn_112, "b", uid, timeout=60) == study_id
+        assert o.modality_retrieve_study(conn_new, "b", uid, timeout=60) == study_id
         move = next(kw for method, url, kw in seen if url.endswith("/modalities/b/move"))
         assert json.loads(move["body"])["Asynchronous"] is True
         assert any("/jobs/" in url for _, url, _ in seen)
     finally:
-        o.delete_modality(conn_b, "v112")
-        o.delete_modality(conn_112, "b")
+        o.delete_modality(conn_b, server_new.name)
+        o.delete_modality(conn_new, "b")
 
 
 # ---- C-ECHO and timeouts

@@ -498,13 +498,12 @@ def test_a_failed_bulk_job_raises_job_failed(conn_b, upload_study):
     assert all(o.exists(conn_b, o.INSTANCES, i) for i in instances)
 
 
-@pytest.mark.v112
-def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112(
-        conn_112, upload_study):
-    study_id = upload_study(conn_112, 1, 2).id
-    result = o.modify_bulk(conn_112, o.STUDIES, [study_id], replace_tags={"StudyDescription": "x"})
-    assert len(result.studies) == 1 and not o.exists(conn_112, o.STUDIES, study_id)
-    info = o.get_info(conn_112, o.STUDIES, result.studies[0])
+def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112_and_newer(
+        conn_new, upload_study):
+    study_id = upload_study(conn_new, 1, 2).id
+    result = o.modify_bulk(conn_new, o.STUDIES, [study_id], replace_tags={"StudyDescription": "x"})
+    assert len(result.studies) == 1 and not o.exists(conn_new, o.STUDIES, study_id)
+    info = o.get_info(conn_new, o.STUDIES, result.studies[0])
     assert info["MainDicomTags"]["StudyDescription"] == "x"
 
 

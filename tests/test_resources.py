@@ -1,6 +1,7 @@
 """Resources: ids, info, parents, children, deletion; ids never leave their URL segment;
 statistics, previews, created instances, PDF reports, merge and split."""
 import datetime
+import io
 import struct
 import zlib
 
@@ -65,10 +66,9 @@ def test_get_children_ids_returns_every_instance_of_a_patient(conn_a, upload_stu
     assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.SERIES)) == series_ids
 
 
-@pytest.mark.v112
-def test_get_children_ids_returns_ids_on_orthanc_112_too(conn_112, upload_study):
-    study = upload_study(conn_112, 2, 2)
-    children = o.get_children_ids(conn_112, o.STUDIES, study.id, o.INSTANCES)
+def test_get_children_ids_returns_ids_on_orthanc_112_and_newer_too(conn_new, upload_study):
+    study = upload_study(conn_new, 2, 2)
+    children = o.get_children_ids(conn_new, o.STUDIES, study.id, o.INSTANCES)
     assert sorted(children) == sorted(study.instances_ids)
 
 
@@ -310,6 +310,40 @@ def test_get_preview_renders_the_instance_as_an_image(conn_a, fmt, magic):
     assert o.get_preview(conn_a, instance_id, format=fmt).startswith(magic)
 
 
+def _mr_small(name):
+    """pydicom's ``MR_small.dcm`` or its lossless JPEG 2000 twin ``MR_small_jp2klossless.dcm``
+    (the same 64x64 image), with new UIDs of its own and its pixel data untouched."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    dataset = pydicom.dcmread(get_testdata_file(name))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        setattr(dataset, keyword, pydicom.uid.generate_uid())
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_get_preview_of_a_jpeg_2000_instance_is_that_of_its_uncompressed_twin_on_every_tier(
+        server_gdcm):
+    """GDCM decodes it: Orthanc has no JPEG 2000 decoder of its own."""
+    conn = server_gdcm.conn
+    jpeg_2000 = o.upload(conn, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    uncompressed = o.upload(conn, _mr_small("MR_small.dcm"))[0]
+    assert o.get_info(conn, o.INSTANCES, jpeg_2000)["FileSize"] < o.get_info(
+        conn, o.INSTANCES, uncompressed)["FileSize"]
+    preview = o.get_preview(conn, jpeg_2000)
+    assert preview.startswith(b"\x89PNG")
+    assert preview == o.get_preview(conn, uncompressed)
+
+
+def test_get_preview_of_a_jpeg_2000_instance_without_gdcm_raises_415(conn_a):
+    instance_id = o.upload(conn_a, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    with pytest.raises(o.HttpError) as info:
+        o.get_preview(conn_a, instance_id)
+    assert info.value.status == 415
+
+
 def test_get_preview_refuses_an_unknown_format_before_any_request():
     conn = o.Connection("http://127.0.0.1:9")
     with pytest.raises(o.OrthancValueError):
@@ -414,31 +448,28 @@ def test_split_study_with_keep_source_leaves_the_study_whole(conn_a, upload_stud
     assert len(series_of(conn_a, study_id)) == 2
 
 
-@pytest.mark.v112
-def test_a_pdf_attached_to_a_study_downloads_byte_identical_on_orthanc_112(
-        conn_112, tmp_path, upload_study):
-    study_id = upload_study(conn_112, 1, 1).id
+def test_a_pdf_attached_to_a_study_downloads_byte_identical_on_orthanc_112_and_newer(
+        conn_new, tmp_path, upload_study):
+    study_id = upload_study(conn_new, 1, 1).id
     pdf = make_pdf(b" ")
     (tmp_path / "in.pdf").write_bytes(pdf)
-    instance_id = o.attach_pdf(conn_112, study_id, str(tmp_path / "in.pdf"), "Report")
-    assert o.get_pdf_instances(conn_112, study_id) == [instance_id]
-    o.download_pdf(conn_112, instance_id, str(tmp_path / "out.pdf"))
+    instance_id = o.attach_pdf(conn_new, study_id, str(tmp_path / "in.pdf"), "Report")
+    assert o.get_pdf_instances(conn_new, study_id) == [instance_id]
+    o.download_pdf(conn_new, instance_id, str(tmp_path / "out.pdf"))
     assert (tmp_path / "out.pdf").read_bytes() == pdf
 
 
-@pytest.mark.v112
-def test_get_ordered_instances_ids_follows_instance_numbers_on_orthanc_112(conn_112):
+def test_get_ordered_instances_ids_follows_instance_numbers_on_orthanc_112_and_newer(conn_new):
     files = h.generate_test_study(1, 4, width=8, height=8)
-    ids = {number: o.upload(conn_112, files[number - 1])[0] for number in (3, 1, 4, 2)}
-    series_id = o.get_info(conn_112, o.INSTANCES, ids[1])["ParentSeries"]
-    assert o.get_ordered_instances_ids(conn_112, series_id) == [ids[1], ids[2], ids[3], ids[4]]
+    ids = {number: o.upload(conn_new, files[number - 1])[0] for number in (3, 1, 4, 2)}
+    series_id = o.get_info(conn_new, o.INSTANCES, ids[1])["ParentSeries"]
+    assert o.get_ordered_instances_ids(conn_new, series_id) == [ids[1], ids[2], ids[3], ids[4]]
 
 
-@pytest.mark.v112
-def test_merge_study_then_split_study_work_on_orthanc_112(conn_112, upload_study):
-    source = upload_study(conn_112, 2, 1)
-    target = upload_study(conn_112, 1, 1).id
-    o.merge_study(conn_112, target, source.series_ids[0])
-    assert len(series_of(conn_112, target)) == 2
-    new_id = o.split_study(conn_112, target, series_of(conn_112, target)[0])
-    assert len(series_of(conn_112, new_id)) == 1 and len(series_of(conn_112, target)) == 1
+def test_merge_study_then_split_study_work_on_orthanc_112_and_newer(conn_new, upload_study):
+    source = upload_study(conn_new, 2, 1)
+    target = upload_study(conn_new, 1, 1).id
+    o.merge_study(conn_new, target, source.series_ids[0])
+    assert len(series_of(conn_new, target)) == 2
+    new_id = o.split_study(conn_new, target, series_of(conn_new, target)[0])
+    assert len(series_of(conn_new, new_id)) == 1 and len(series_of(conn_new, target)) == 1

@@ -72,7 +72,7 @@ def test_get_capabilities_gives_booleans_and_plugin_versions(conn_a):
     capabilities = o.get_capabilities(conn_a)
     flags = {k: v for k, v in capabilities.items() if k != "plugins"}
     assert set(flags) == {"has_labels", "has_extended_find", "has_extended_changes",
-                          "has_revisions"}
+                          "has_key_value_stores", "has_queues", "has_revisions"}
     assert all(isinstance(v, bool) for v in flags.values())
     assert capabilities["plugins"]["dicom-web"] == o._get(conn_a, "/plugins/dicom-web")["Version"]
     assert "explorer.js" not in capabilities["plugins"]
@@ -85,12 +85,25 @@ def test_get_capabilities_of_orthanc_110_has_no_labels_nor_extended_find(conn_a)
     assert capabilities["has_revisions"] is False
 
 
-@pytest.mark.v112
-def test_get_capabilities_of_orthanc_112_has_labels_and_extended_find(conn_112):
-    capabilities = o.get_capabilities(conn_112)
+def test_get_capabilities_of_orthanc_112_and_newer_has_labels_and_extended_find(conn_new):
+    capabilities = o.get_capabilities(conn_new)
     assert capabilities["has_labels"] is True
     assert capabilities["has_extended_find"] is True
     assert capabilities["has_extended_changes"] is True
+
+
+def test_get_capabilities_tells_key_value_stores_and_queues_from_orthanc_1_13_only(conn_any):
+    """1.12.7 (SQLite) does not report them, though its SDK has had them since 1.12.8."""
+    capabilities = o.get_capabilities(conn_any)
+    newest = o.get_version(conn_any) >= (1, 13, 0)
+    assert capabilities["has_key_value_stores"] is capabilities["has_queues"] is newest
+
+
+def test_get_capabilities_lists_gdcm_with_its_version_on_every_tier(server_gdcm):
+    conn = server_gdcm.conn
+    plugins = o.get_capabilities(conn)["plugins"]
+    assert plugins["gdcm"] == o._get(conn, "/plugins/gdcm")["Version"]
+    assert set(plugins) == {"dicom-web", "gdcm"}
 
 
 def test_is_version_at_least_compares_the_whole_tuple(conn_a):
@@ -114,6 +127,19 @@ def test_get_metrics_parses_prometheus_text_into_floats(conn_a, upload_study):
     assert all(isinstance(v, float) for v in metrics.values())
     assert metrics["orthanc_count_instances"] >= 1
     assert "orthanc_jobs_failed" in metrics
+
+
+@pytest.mark.v113
+def test_get_metrics_of_orthanc_1_13_counts_the_jobs_run_since_it_started(
+        conn_113, upload_study):
+    """1.13.0 replaced orthanc_jobs_{completed,success,failed} (the jobs in the history) by
+    orthanc_jobs_total_*, which appear once a job has ended."""
+    before = o.get_metrics(conn_113).get("orthanc_jobs_total_success", 0.0)
+    o.anonymize(conn_113, o.STUDIES, upload_study(conn_113, 1, 1).id)
+    metrics = o.get_metrics(conn_113)
+    assert metrics["orthanc_jobs_total_success"] == before + 1
+    assert metrics["orthanc_jobs_total_completed"] >= metrics["orthanc_jobs_total_success"]
+    assert "orthanc_jobs_success" not in metrics and "orthanc_jobs_failed" not in metrics
 
 
 def test_set_log_level_changes_what_get_log_level_returns(conn_rev):

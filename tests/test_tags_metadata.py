@@ -167,14 +167,14 @@ def test_delete_metadata_raises_not_found_when_missing(conn_a):
         o.delete_metadata(conn_a, o.INSTANCES, _instance(conn_a), 1061)
 
 
-@pytest.mark.v112
-def test_metadata_default_and_unknown_resource_behave_the_same_on_orthanc_112(conn_112):
-    instance_id = _instance(conn_112)
-    assert o.get_string_metadata(conn_112, o.INSTANCES, instance_id, 1024, "d") == "d"
-    o.set_string_metadata(conn_112, o.INSTANCES, instance_id, "Comment", "v112")
-    assert o.get_string_metadata(conn_112, o.INSTANCES, instance_id, "Comment") == "v112"
+def test_metadata_default_and_unknown_resource_behave_the_same_on_orthanc_112_and_newer(
+        conn_new):
+    instance_id = _instance(conn_new)
+    assert o.get_string_metadata(conn_new, o.INSTANCES, instance_id, 1024, "d") == "d"
+    o.set_string_metadata(conn_new, o.INSTANCES, instance_id, "Comment", "new")
+    assert o.get_string_metadata(conn_new, o.INSTANCES, instance_id, "Comment") == "new"
     with pytest.raises(o.NotFound):
-        o.get_string_metadata(conn_112, o.INSTANCES, UNKNOWN, 1024, "d")
+        o.get_string_metadata(conn_new, o.INSTANCES, UNKNOWN, 1024, "d")
 
 
 def test_attachment_round_trips_bytes_and_is_replaced_by_a_second_set(conn_a):
