@@ -3569,8 +3569,9 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
     every earlier one, so a process killed at any point resumes without skipping anything
     (the changes in flight are handled again). ``change_types`` (one or several, e.g.
     ``"StableStudy"``) filters on the server where it can (Orthanc >= 1.12.5 with
-    ``HasExtendedChanges``), here otherwise. ``workers`` > 1 runs handlers in parallel; the
-    changes of one resource still run one after the other, in order. A handler that raises is
+    ``HasExtendedChanges``), here otherwise. Handlers run in threads of the watch's own (one
+    with ``workers=1``, every change in log order); ``workers`` > 1 runs them in parallel,
+    the changes of one resource still one after the other, in order. A handler that raises is
     called again after 0.5 s, 1 s, 2 s... up to ``attempts`` calls in all, then
     ``on_error(change, exception)`` is called (without it, an error is logged) and the watch
     goes on. When the server cannot be reached the watch waits and asks again. Returns None
