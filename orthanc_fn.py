@@ -14,7 +14,8 @@ Quick start::
 Sections, in dependency order (``grep '^# ====' orthanc_fn.py``): Constants, Errors,
 Helpers used everywhere, Connection and transport, System, Jobs, Resources, Tags metadata
 attachments labels, Upload, Download, Find and statistics, Modify and anonymize, Modalities
-peers transfers, InstancesSet (pure), InstancesSet (server), Command line.
+peers transfers, InstancesSet (pure), InstancesSet (server), Pipelines,
+Command line.
 
 Copyright (c) 2026 the orthanc_fn authors. MIT License: use, copy, modify and distribute
 freely, keeping this notice; no warranty (the full text is in the project's LICENSE file).
@@ -28,20 +29,23 @@ __all__ = [
     "PATIENTS", "STUDIES", "SERIES", "INSTANCES", "LEVELS", "FEATURES",
     # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
-    "BadFileFormat", "OrthancConnectionError", "OrthancTimeout", "JobFailed",
-    "TooManyResourcesFound", "TransferOnPeer", "UnsupportedByServer",
+    "BadFileFormat", "UnexpectedAnswer", "StowFailed", "OrthancConnectionError",
+    "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "TransferOnPeer",
+    "UnsupportedByServer",
     # Connection and transport, System
-    "Connection", "Changes", "is_alive", "wait_started", "get_system", "get_version",
-    "get_statistics", "get_changes", "iter_changes", "delete_all_content",
+    "Connection", "rest_get", "rest_post", "rest_put", "rest_delete", "Changes", "is_alive",
+    "wait_started", "get_system", "get_version", "get_statistics", "get_changes", "iter_changes", "delete_all_content",
     "get_capabilities", "is_version_at_least", "has_plugin", "get_metrics", "get_log_level",
-    "set_log_level",
+    "set_log_level", "execute_lua_script",
     # Resources
     "get_all_ids", "get_info", "exists", "get_parent_id", "get_children_ids", "delete",
-    "get_resource_statistics", "get_first_instance_id", "get_modalities_of",
+    "get_resource_statistics", "is_protected", "set_protected", "reconstruct",
+    "get_first_instance_id", "get_modalities_of",
     "get_ordered_instances_ids", "get_preview", "create_dicom", "attach_pdf",
     "get_pdf_instances", "download_pdf", "merge_study", "split_study",
     # Tags, metadata, attachments, labels
-    "Tags", "get_tags", "get_simplified_tags", "set_string_metadata", "get_string_metadata",
+    "Tags", "get_tags", "get_simplified_tags", "get_shared_tags", "get_all_metadata",
+    "set_string_metadata", "get_string_metadata",
     "set_binary_metadata", "get_binary_metadata", "has_metadata", "delete_metadata",
     "get_string_metadata_with_revision", "get_binary_metadata_with_revision",
     "set_attachment", "get_attachment", "delete_attachment", "get_attachment_with_revision",
@@ -56,17 +60,21 @@ __all__ = [
     "anonymize", "anonymize_as_job", "modify", "modify_as_job", "BulkResult", "modify_bulk",
     "modify_bulk_as_job", "anonymize_bulk", "anonymize_bulk_as_job",
     # Jobs
-    "get_job", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    "get_job", "get_jobs", "wait_job", "cancel_job", "pause_job", "resume_job", "resubmit_job",
+    "delete_job",
     # Modalities, peers, transfers
     "modality_echo", "modality_query", "modality_query_studies", "modality_retrieve",
-    "modality_retrieve_study", "modality_send", "modality_send_as_job", "get_modalities",
-    "configure_modality", "delete_modality", "modality_find_worklist", "peer_send",
-    "peer_send_as_job", "get_peers", "configure_peer", "delete_peer", "transfers_send",
-    "transfers_send_as_job", "get_transfers_peers", "dicomweb_send", "dicomweb_retrieve",
+    "modality_retrieve_study", "modality_retrieve_as_job", "modality_send",
+    "modality_send_as_job", "get_modalities", "configure_modality", "delete_modality",
+    "modality_find_worklist", "peer_send", "peer_send_as_job", "get_peers", "configure_peer",
+    "delete_peer", "transfers_send", "transfers_send_as_job", "get_transfers_peers",
+    "dicomweb_send", "dicomweb_send_as_job", "dicomweb_retrieve",
     # InstancesSet
     "InstancesSet", "instances_set_from_study", "instances_set_from_series",
     "instances_set_from_instances", "modify_instances_set", "delete_instances_set",
     "download_instances_set",
+    # Pipelines
+    "watch_changes", "SyncReport", "Comparison", "sync", "compare",
     # Command line
     "main",
 ]
@@ -110,26 +118,38 @@ _LEVEL_NAMES = {
 _ORTHANC_LEVEL = {PATIENTS: "Patient", STUDIES: "Study", SERIES: "Series", INSTANCES: "Instance"}
 
 # The features newer than the supported floor (Orthanc 1.10) and the first version that has
-# them, checked against Orthanc's NEWS; read-only. Drives UnsupportedByServer.
+# them, checked against Orthanc's NEWS; sorted by version, read-only. Drives
+# UnsupportedByServer.
 FEATURES = types.MappingProxyType({
-    "requested_tags": (1, 11, 0),  # RequestedTags in /tools/find
-    "asynchronous_move": (1, 11, 1),  # "Asynchronous" in /modalities/{id}/move
-    "labels": (1, 12, 0),
-    # /system "Capabilities" with the extended /tools/find (also needs a database back-end
-    # that has it: the default SQLite one does)
+    "requested_tags": (1, 11, 0),  # 1.11.0: "RequestedTags" in /tools/find
+    "asynchronous_move": (1, 11, 1),  # 1.11.1: "Asynchronous" in /modalities/{id}/move
+    "labels": (1, 12, 0),  # 1.12.0: /{level}/{id}/labels, "Labels" in /tools/find
+    "delete_job": (1, 12, 2),  # 1.12.2: DELETE /jobs/{id}
+    "transcode_file": (1, 12, 2),  # 1.12.2: /instances/{id}/file?transcode= (1.10 ignores it)
+    "keep_labels": (1, 12, 3),  # 1.12.3: "KeepLabels" in modifications (older ones ignore it)
+    # 1.12.5: /system "Capabilities" with the extended /tools/find (also needs a database
+    # back-end that has it: the default SQLite one does, Debian's PostgreSQL plugin 5.0 not)
     "extended_find": (1, 12, 5),
-    # "Labels": [] with "LabelsConstraint": "None" matching the resources without a label
-    "find_without_labels": (1, 12, 11),
+    # 1.12.5: "type" and "to" in /changes (the same back-end condition: HasExtendedChanges)
+    "extended_changes": (1, 12, 5),
+    "c_get": (1, 12, 6),  # 1.12.6: /modalities/{id}/get (C-GET SCU)
+    "job_user_data": (1, 12, 9),  # 1.12.9: a job's "UserData" (1.12.7 drops it silently)
+    # 1.12.11: "Labels": [] with "LabelsConstraint": "None" finds the unlabelled resources
+    "find_unlabelled": (1, 12, 11),
 })
 
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
 _JSON = "application/json"
 _JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
 
-# Every DICOM operation asks Orthanc for this network timeout (s) unless told a shorter one, and
-# a synchronous HTTP call wrapping one waits at least _DICOM_MARGIN s longer than it.
+# Every DICOM operation asks Orthanc for this network timeout (s) unless the call's own timeout
+# is shorter. A remote that accepts the association and never answers is reported by Orthanc
+# only after _DICOM_WAITS such timeouts (the DIMSE answer, then the release: checked on 1.10.1),
+# so a synchronous HTTP call wrapping one reads for at least _DICOM_WAITS x its DICOM timeout
+# + _DICOM_MARGIN s.
 _DICOM_TIMEOUT = 10
-_DICOM_MARGIN = 10
+_DICOM_WAITS = 2
+_DICOM_MARGIN = 5
 
 
 # ==== Errors ====
@@ -183,8 +203,11 @@ class Conflict(HttpError):
 
 
 class BadFileFormat(HttpError):
-    """Orthanc refused a file as not DICOM.
+    """Orthanc refused a file sent for storing.
 
+    Raised by the upload functions only, when Orthanc's JSON error says the file is the
+    problem (its ``OrthancStatus``: bad file format, inexistent tag...), whatever the HTTP
+    status: a DICOMDIR or a palette file is refused with 404 and "Inexistent tag".
     Fields: those of ``HttpError``, ``path`` (the file, when there was one) and
     ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
     """
@@ -195,6 +218,38 @@ class BadFileFormat(HttpError):
                  instances_ids=None):
         super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
         self.path, self.instances_ids = path, instances_ids
+
+
+class UnexpectedAnswer(OrthancError):
+    """The server answered 2xx, but not as Orthanc does (e.g. the HTML login page of a proxy).
+
+    Fields: ``status``, ``method``, ``url`` (never with credentials), ``content_type`` and
+    ``data``, the first bytes of the answer.
+    """
+    status: int
+    method: str
+    url: str
+    content_type: str
+    data: bytes
+
+    def __init__(self, message, *, status, method, url, content_type, data):
+        super().__init__(message)
+        self.status, self.method, self.url = status, method, url
+        self.content_type, self.data = content_type, data
+
+
+class StowFailed(OrthancError):
+    """The DICOMweb plugin did not store some files of a STOW-RS upload.
+
+    Fields: ``answer``, the merged STOW-RS answer of every batch (what was stored and what
+    failed), and ``paths``, the files that were not stored.
+    """
+    answer: dict
+    paths: list
+
+    def __init__(self, message, *, answer, paths):
+        super().__init__(message)
+        self.answer, self.paths = answer, paths
 
 
 class OrthancConnectionError(OrthancError, ConnectionError):
@@ -470,8 +525,10 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     """Send one request and return its decoded answer; the only place that talks HTTP.
 
     Returns the parsed JSON (or ``bytes`` with ``raw=True``, or the open urllib3 response with
-    ``stream=True``, which the caller must release). Every urllib3 exception and every non-2xx
-    answer is translated here by ``_translate``.
+    ``stream=True``, which the caller must release and read through ``_body_chunks``). Every
+    urllib3 exception is translated by ``_translate``, every non-2xx answer by ``_http_error``.
+    A 2xx answer that is not JSON is returned as ``str`` when it is ``text/plain`` (Orthanc's
+    own text answers) and raises ``UnexpectedAnswer`` otherwise (a proxy's HTML login page).
     """
     if not isinstance(conn, Connection):
         raise OrthancValueError(f"expected a Connection, got {type(conn).__name__}")
@@ -492,8 +549,10 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     except urllib3.exceptions.HTTPError as exc:
         raise _translate(exc, method, url) from exc
     if response.status >= 300:
-        data = response.data if not stream else response.read()
-        response.release_conn()
+        try:
+            data = _read_all(response, method, url) if stream else response.data
+        finally:
+            response.release_conn()
         raise _http_error(response.status, data, method, url)
     if stream:
         return response
@@ -504,7 +563,9 @@ def _request(conn, method, path, *, query=None, body=None, json_body=None, heade
     try:
         return json.loads(response.data)
     except ValueError:
-        return response.data.decode("utf-8", "replace")
+        if response.headers.get("Content-Type", "").startswith("text/plain"):
+            return response.data.decode("utf-8", "replace")  # /tools/now, generate-uid...
+        raise _unexpected(response, method, url) from None
 
 
 def _body_chunks(response, method, url, size=1 << 20):
@@ -513,6 +574,23 @@ def _body_chunks(response, method, url, size=1 << 20):
         yield from response.stream(size)
     except urllib3.exceptions.HTTPError as exc:
         raise _translate(exc, method, url) from exc
+
+
+def _read_all(response, method, url):
+    """Read the rest of a streamed answer's body, translating transport errors."""
+    return b"".join(_body_chunks(response, method, url))
+
+
+def _unexpected(response, method, url):
+    """The error for a 2xx answer that is not the JSON Orthanc sends."""
+    content_type = response.headers.get("Content-Type", "")
+    data = response.data[:200]
+    shown = re.sub(r"\s+", " ", data.decode("utf-8", "replace")).strip()[:120]
+    return UnexpectedAnswer(
+        f"{method} {url} -> HTTP {response.status}: the server did not answer like Orthanc "
+        f"(neither JSON nor text, Content-Type {content_type or 'none'!r}): {shown!r}; is "
+        "the URL that of Orthanc, not of a proxy's login page?", status=response.status,
+        method=method, url=url, content_type=content_type, data=data)
 
 
 def _translate(exc, method, url):
@@ -565,8 +643,6 @@ def _http_error(status, data, method, url):
         said += " (check the user, password or token)"
     elif status == 409:
         cls = Conflict
-    elif isinstance(orthanc, dict) and orthanc.get("OrthancStatus") == 15:
-        cls = BadFileFormat
     try:
         phrase = " " + HTTPStatus(status).phrase
     except ValueError:
@@ -591,6 +667,64 @@ def _delete(conn, path, **options):
     return _request(conn, "DELETE", path, **options)
 
 
+def _route(path):
+    """Check a path given to a ``rest_*`` function: relative to ``conn.url``, one line.
+
+    >>> _route("/plugins/dicom-web")
+    '/plugins/dicom-web'
+    >>> _route("http://elsewhere/system")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'http://elsewhere/system'
+    """
+    text = path if isinstance(path, str) else ""
+    if not text.startswith("/") or text.startswith("//") \
+            or any(ord(c) < 33 or ord(c) == 127 for c in text):
+        raise OrthancValueError(
+            f"a REST path starts with '/' and is relative to conn.url, got {path!r}")
+    return text
+
+
+def rest_get(conn, path, *, query=None, timeout=None, raw=False):
+    """GET any route of the server (a plugin's, or one orthanc_fn does not wrap).
+
+    ``path`` starts with ``/`` and is relative to ``conn.url``; an absolute URL is refused
+    before any request, so credentials never go to another host. ``query`` is a dict of URL
+    arguments (or put them in ``path``, not both). Returns the decoded JSON (a str for a
+    text answer, None for an empty one), or ``bytes`` with ``raw=True``. The same pool,
+    timeouts (default 60 s), retries, typed errors and redaction as every other call.
+
+    >>> rest_get(Connection("http://127.0.0.1:9"), "https://example.org/")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: a REST path starts with '/' and is relative to conn.url, got 'https://example.org/'
+    """
+    path = _route(path)
+    if query and "?" in path:
+        raise OrthancValueError(f"put the URL arguments in path or in query=, not both: {path!r}")
+    return _get(conn, path, query, timeout=timeout, raw=raw)
+
+
+def rest_post(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+    """POST to any route: ``json_body`` (sent as JSON) or ``body`` (bytes, with ``headers``).
+
+    As ``rest_get``; a POST is never sent twice once it may have reached the server.
+    """
+    return _post(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
+                 raw=raw)
+
+
+def rest_put(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+    """PUT to any route; see ``rest_post``."""
+    return _put(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
+                raw=raw)
+
+
+def rest_delete(conn, path, *, timeout=None):
+    """DELETE any route and return the decoded answer (usually None); see ``rest_get``."""
+    return _delete(conn, _route(path), timeout=timeout)
+
+
 # ==== System ====
 
 class Changes(NamedTuple):
@@ -601,16 +735,19 @@ class Changes(NamedTuple):
 
 
 def is_alive(conn, timeout=2.0):
-    """Tell whether ``GET /system`` answers 200 with these credentials; never raises.
+    """Tell whether Orthanc answers ``GET /system`` with these credentials; never raises.
+
+    Only Orthanc's own answer counts (a JSON object with ``Version`` and ``DicomAet``): a
+    proxy's login page or another server's JSON gives False.
 
     >>> is_alive(Connection("http://127.0.0.1:9"), timeout=0.5)
     False
     """
     try:
-        _get(conn, "/system", timeout=timeout, retries=False)
-        return True
+        system = _get(conn, "/system", timeout=timeout, retries=False)
     except OrthancError:
         return False
+    return isinstance(system, dict) and "Version" in system and "DicomAet" in system
 
 
 def wait_started(conn, timeout=60.0):
@@ -642,16 +779,52 @@ def get_statistics(conn):
     return _get(conn, "/statistics")
 
 
-def get_changes(conn, since=0, limit=100):
-    """Return one page of the change log after ``since`` as ``Changes(changes, last, done)``."""
-    answer = _get(conn, "/changes", {"since": int(since), "limit": int(limit)})
-    return Changes(answer["Changes"], answer["Last"], answer["Done"])
+def get_changes(conn, since=0, limit=100, *, to=None, change_types=None):
+    """Return one page of the change log after ``since`` as ``Changes(changes, last, done)``.
+
+    ``change_types`` (one type such as ``"StableStudy"``, or several) and ``to`` (the last
+    ``Seq`` wanted) filter on the server; they need Orthanc >= 1.12.5 reporting
+    ``HasExtendedChanges`` in its Capabilities, and an older server raises
+    ``UnsupportedByServer`` before anything is sent (it would ignore them). The page holds the
+    first ``limit`` changes of (since, to] whatever ``since`` is (Orthanc itself answers the
+    ``limit`` changes *ending* at ``to`` when ``since`` is 0: that case is asked without ``to``
+    and cut here). On a page the filter left empty, ``last`` is the log's last ``Seq``.
+    Orthanc: GET /changes (``type=A;B`` with a literal ``;``).
+    """
+    if to is not None or change_types is not None:
+        _require(conn, "extended_changes")
+    return _changes_page(conn, since, limit, to, change_types)
 
 
-def iter_changes(conn, since=0, page_size=1000):
-    """Yield every change after ``since`` (Orthanc's dicts), paging until ``Done``."""
+def _changes_page(conn, since, limit, to, change_types):
+    """``get_changes`` without the version check (for callers that made it once)."""
+    since, limit = int(since), int(limit)
+    params = {"since": since, "limit": limit}
+    if to is not None and since > 0:
+        params["to"] = int(to)
+    path = "/changes?" + urlencode(params)
+    if change_types is not None:
+        path += "&type=" + ";".join(_segment(kind, "change type")
+                                    for kind in _as_list(change_types))
+    answer = _get(conn, path)
+    changes, last, done = answer["Changes"], answer["Last"], answer["Done"]
+    if to is not None and since == 0:
+        kept = [change for change in changes if change["Seq"] <= int(to)]
+        if len(kept) < len(changes):
+            changes, last, done = kept, int(to), True
+    return Changes(changes, last, done)
+
+
+def iter_changes(conn, since=0, page_size=1000, *, to=None, change_types=None):
+    """Yield every change after ``since`` (Orthanc's dicts), paging until ``Done``.
+
+    ``to`` and ``change_types`` filter on the server, as in ``get_changes`` (the server's
+    version is checked once, before the first page).
+    """
+    if to is not None or change_types is not None:
+        _require(conn, "extended_changes")
     while True:
-        page = get_changes(conn, since, page_size)
+        page = _changes_page(conn, since, page_size, to, change_types)
         yield from page.changes
         if page.done or not page.changes:
             return
@@ -668,8 +841,9 @@ def delete_all_content(conn):
 def get_capabilities(conn):
     """Return what the server can do, as booleans, plus its plugins and their versions.
 
-    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes`` (from Orthanc's own
-    ``Capabilities`` where it reports them, 1.12.5+, as they depend on the database backend),
+    Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes``,
+    ``has_key_value_stores``, ``has_queues`` (from Orthanc's own ``Capabilities`` where it
+    reports them, 1.12.5+ and 1.12.8+, as they depend on the database backend),
     ``has_revisions`` (``CheckRevisions`` is on: writes need ``revision=``), and ``plugins``,
     a dict plugin id -> version string. Orthanc: GET /system, GET /plugins, /plugins/{id}.
     """
@@ -680,6 +854,8 @@ def get_capabilities(conn):
         "has_labels": bool(system.get("HasLabels", version >= FEATURES["labels"])),
         "has_extended_find": bool(reported.get("HasExtendedFind", False)),
         "has_extended_changes": bool(reported.get("HasExtendedChanges", False)),
+        "has_key_value_stores": bool(reported.get("HasKeyValueStores", False)),
+        "has_queues": bool(reported.get("HasQueues", False)),
         "has_revisions": bool(system.get("CheckRevisions", False)),
         "plugins": {name: _get(conn, f"/plugins/{_segment(name, 'plugin')}").get("Version")
                     for name in _get(conn, "/plugins") if name != "explorer.js"},
@@ -744,64 +920,107 @@ def set_log_level(conn, level):
     return get_log_level(conn)
 
 
-# Features that also need the database back-end: Orthanc's /system "Capabilities" key.
-_CAPABILITIES = {"extended_find": "HasExtendedFind"}
+def execute_lua_script(conn, script, *, timeout=None):
+    """Run a Lua script on the server and return what it printed (a str).
 
-
-def _supports(system, feature):
-    """Tell whether a server with this ``/system`` answer has ``feature`` (its version and,
-    for those of ``_CAPABILITIES``, its database's ``Capabilities``)."""
-    capability = _CAPABILITIES.get(feature)
-    return (_parse_version(system["Version"]) >= FEATURES[feature]
-            and (capability is None or bool(system.get("Capabilities", {}).get(capability))))
-
-
-def _require(conn, *features):
-    """Raise UnsupportedByServer unless the server is recent enough for every ``features``.
-
-    Costs one ``GET /system`` each time it is called, with no memo (a server can be upgraded
-    behind the same URL). Call it only in a function that was asked for a version-dependent
-    option (``labels=``, ``requested_tags=``...), before the request that uses it: plain
-    calls never pay for it. The error names the feature, the version it needs (``needed``)
-    and the one the server runs (``actual``); a new enough server whose database lacks the
-    feature (``Capabilities``) is refused too, saying so.
+    Orthanc: POST /tools/execute-script, allowed only with ``"ExecuteLuaEnabled": true`` in
+    the server's configuration (off by default): otherwise Orthanc answers 403 and the
+    ``NotAuthorized`` raised says so. A Lua error raises ``HttpError`` (500) with Orthanc's
+    message in ``orthanc['Details']``.
     """
+    try:
+        answer = _post(conn, "/tools/execute-script", body=str(script).encode("utf-8"),
+                       headers={"Content-Type": "text/plain"}, timeout=timeout, raw=True)
+    except NotAuthorized as exc:
+        if exc.status != 403:
+            raise
+        raise _restated(exc, f"{exc}; Orthanc runs Lua from the REST API only with "
+                             "\"ExecuteLuaEnabled\": true in its configuration") from exc
+    return answer.decode("utf-8", "replace")
+
+
+# Features a database back-end may lack even on a recent Orthanc: /system "Capabilities" says.
+_CAPABILITIES = {"extended_find": "HasExtendedFind", "extended_changes": "HasExtendedChanges"}
+
+
+def _unsupported(conn, feature):
+    """Return the ``UnsupportedByServer`` error the server deserves for ``feature``, or None.
+
+    One ``GET /system``, no memo (a server can be upgraded behind the same URL). The error
+    names the feature, the version it needs (``needed``) and the one the server runs
+    (``actual``); for extended find and changes it also needs the server's Capabilities flag.
+    """
+    needed = FEATURES[feature]
     system = get_system(conn)
     actual = _parse_version(system["Version"])
-    for feature in features:
-        if _supports(system, feature):
-            continue
-        needed = FEATURES[feature]
-        name, version = feature.replace('_', ' '), '.'.join(map(str, needed))
-        if actual < needed:
-            raise UnsupportedByServer(
-                f"{name} needs Orthanc {version} or newer; "
-                f"{conn.url} runs {'.'.join(map(str, actual))}", needed=needed, actual=actual)
-        raise UnsupportedByServer(
-            f"{name} needs Orthanc {version} or newer with a database that has it; {conn.url} "
-            f"runs {system['Version']} without {_CAPABILITIES[feature]} in its Capabilities",
-            needed=needed, actual=actual)
-    return system
+    what = f"{feature.replace('_', ' ')} needs Orthanc {'.'.join(map(str, needed))} or newer"
+    if actual < needed:
+        return UnsupportedByServer(f"{what}; {conn.url} runs {'.'.join(map(str, actual))}",
+                                   needed=needed, actual=actual)
+    capability = _CAPABILITIES.get(feature)
+    if capability and not system.get("Capabilities", {}).get(capability, False):
+        return UnsupportedByServer(
+            f"{what} with a database back-end that has {capability}; {conn.url} "
+            f"({system['Version']}) does not report it", needed=needed, actual=actual)
+    return None
+
+
+def _require(conn, feature):
+    """Raise ``_unsupported(conn, feature)`` when the server lacks ``feature``.
+
+    Call it only in a function that was asked for a version-dependent option (``labels=``,
+    ``requested_tags=``...), before the request that uses it: plain calls never pay for it.
+    """
+    error = _unsupported(conn, feature)
+    if error is not None:
+        raise error
 
 
 # ==== Jobs ====
 
-def _start_job(conn, path, body=None, *, priority=None, timeout=None):
+def _start_job(conn, path, body=None, *, priority=None, user_data=None, timeout=None):
     """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
 
-    ``body`` is copied (never mutated) and gets ``"Asynchronous": true`` (and ``Priority``).
-    Used by every ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
+    ``body`` is copied (never mutated) and gets ``"Asynchronous": true``, and ``Priority``
+    and ``UserData`` when given. ``priority``: an int, higher runs first (Orthanc's default
+    is 0). ``user_data``: any JSON value, shown in the job's dict as ``UserData`` (Orthanc
+    >= 1.12.9, checked first since older servers drop it silently; also when ``body``
+    already carries it). Used by every
+    ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
     """
-    request = dict(body or {})
-    request["Asynchronous"] = True
-    if priority is not None:
-        request["Priority"] = int(priority)
+    request = dict(body or {}, Asynchronous=True, **_job_options(priority, user_data))
+    if "UserData" in request:
+        _require(conn, "job_user_data")
     return _post(conn, path, request, timeout=timeout)["ID"]
 
 
-def _run_job(conn, path, body=None, *, timeout=None, priority=None):
+def _job_options(priority=None, user_data=None):
+    """The ``Priority`` and ``UserData`` keys of a job's body, for the options given.
+
+    >>> _job_options(5), _job_options(user_data={"who": "me"})
+    ({'Priority': 5}, {'UserData': {'who': 'me'}})
+    """
+    options = {}
+    if priority is not None:
+        options["Priority"] = int(priority)
+    if user_data is not None:
+        options["UserData"] = user_data
+    return options
+
+
+def _run_job(conn, path, body=None, *, timeout=None, priority=None, user_data=None):
     """Start a job like ``_start_job``, wait for it with ``timeout`` and return its final dict."""
-    return wait_job(conn, _start_job(conn, path, body, priority=priority), timeout=timeout)
+    return wait_job(conn, _start_job(conn, path, body, priority=priority, user_data=user_data),
+                    timeout=timeout)
+
+
+def get_jobs(conn, *, expand=False):
+    """Return the ids of the jobs the server knows (running, pending and in its history).
+
+    With ``expand``, each job's dict (as ``get_job``) instead. Orthanc keeps the last
+    ``JobsHistorySize`` finished jobs (10 by default). Orthanc: GET /jobs[?expand].
+    """
+    return _get(conn, "/jobs?expand" if expand else "/jobs")
 
 
 def get_job(conn, job_id):
@@ -877,6 +1096,27 @@ def resubmit_job(conn, job_id):
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
 
 
+def delete_job(conn, job_id):
+    """Remove a finished job from the server's history.
+
+    Orthanc: DELETE /jobs/{id} (>= 1.12.2; older servers raise ``UnsupportedByServer``).
+    An unknown job raises ``NotFound``, and so does a job not finished yet (Orthanc looks
+    only in the history): the message then says its state (cancel it first).
+    """
+    try:
+        _delete(conn, f"/jobs/{_segment(job_id, 'job id')}")
+    except HttpError as exc:
+        if exc.status not in (404, 405):
+            raise
+        _require(conn, "delete_job")  # 1.10 answers 405: the route has no DELETE
+        try:
+            state = get_job(conn, job_id)["State"]
+        except NotFound:
+            raise exc from None
+        raise _restated(exc, f"{exc} (job {job_id} is {state}: Orthanc deletes only finished "
+                             "jobs; cancel_job it first)") from exc
+
+
 # ==== Resources ====
 
 def get_all_ids(conn, level):
@@ -896,7 +1136,11 @@ def get_info(conn, level, orthanc_id):
 
 
 def exists(conn, level, orthanc_id):
-    """Tell whether the resource exists (False also for an id Orthanc could never have)."""
+    """Tell whether the resource exists (False also for an id Orthanc could never have).
+
+    A level that is not one of ``LEVELS`` raises ``OrthancValueError``.
+    """
+    level = _level(level)
     try:
         get_info(conn, level, orthanc_id)
         return True
@@ -941,10 +1185,11 @@ def get_children_ids(conn, level, orthanc_id, child_level):
     return [item if isinstance(item, str) else item["ID"] for item in answer]
 
 
-def delete(conn, level, orthanc_ids):
+def delete(conn, level, orthanc_ids, *, missing_ok=False):
     """Delete one resource (an id) or several (a list of ids).
 
-    One id: DELETE /{level}/{id}, ``NotFound`` when unknown. Several ids: one
+    One id: DELETE /{level}/{id}, ``NotFound`` when unknown unless ``missing_ok`` (as
+    ``pathlib.Path.unlink``: an id already gone is then no error). Several ids: one
     POST /tools/bulk-delete, where Orthanc skips the ids it does not know and does not check
     their level.
     """
@@ -955,7 +1200,11 @@ def delete(conn, level, orthanc_ids):
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
         return
     for path in paths:
-        _delete(conn, path)
+        try:
+            _delete(conn, path)
+        except NotFound:
+            if not missing_ok:
+                raise
 
 
 def get_resource_statistics(conn, level, orthanc_id):
@@ -964,6 +1213,44 @@ def get_resource_statistics(conn, level, orthanc_id):
     Orthanc: GET /{level}/{id}/statistics (patients, studies, series; instances on 1.12).
     """
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/statistics")
+
+
+def _protection(conn, method, patient_id, **options):
+    """Read or write ``/patients/{id}/protected``; an unknown patient raises ``NotFound``
+    (Orthanc 1.10 answers 400 "Parameter out of range" for it, kept as ``status``; newer
+    ones 404)."""
+    path = f"/patients/{_segment(patient_id)}/protected"
+    try:
+        return _request(conn, method, path, **options)
+    except HttpError as exc:
+        if exc.status != 400 or exists(conn, PATIENTS, patient_id):
+            raise
+        raise NotFound(f"{exc} (no patient {patient_id} on {conn.url})", status=exc.status,
+                       method=exc.method, url=exc.url, orthanc=exc.orthanc) from exc
+
+
+def is_protected(conn, patient_id):
+    """Tell whether a patient is protected from recycling (``MaximumStorageSize`` and
+    ``MaximumPatientCount`` never delete it).  Orthanc: GET /patients/{id}/protected."""
+    return _protection(conn, "GET", patient_id, raw=True).strip() == b"1"
+
+
+def set_protected(conn, patient_id, protected=True):
+    """Protect a patient from recycling, or (``protected=False``) remove the protection.
+
+    Orthanc: PUT /patients/{id}/protected with ``1`` or ``0``.
+    """
+    _protection(conn, "PUT", patient_id, body=b"1" if protected else b"0",
+                headers={"Content-Type": "text/plain"})
+
+
+def reconstruct(conn, level, orthanc_id):
+    """Re-read the stored files of a resource to rebuild its main tags and metadata in the
+    index (after a change of ``MainDicomTags`` in the configuration, for instance).
+
+    Orthanc: POST /{level}/{id}/reconstruct (synchronous; a large patient takes a while).
+    """
+    _post(conn, f"/{_level(level)}/{_segment(orthanc_id)}/reconstruct", {}, timeout=600)
 
 
 def get_first_instance_id(conn, level, orthanc_id):
@@ -1085,31 +1372,34 @@ def download_pdf(conn, instance_id, path):
     return path
 
 
-def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None):
+def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None,
+                priority=None, user_data=None):
     """Move (or copy) series into another study; return the target study id.
 
     The series get the target's patient and study tags and new UIDs. With
     ``keep_source=False`` the source series are deleted only once the job has stored every
-    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``).
-    Orthanc: POST /studies/{id}/merge as a job.
+    copy in the target. ``timeout`` bounds the wait for the job (see ``wait_job``);
+    ``priority`` and ``user_data`` are the job's (see ``get_job``; user data needs Orthanc
+    >= 1.12.9). Orthanc: POST /studies/{id}/merge as a job.
     """
     ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(target_study_id)}/merge",
-                   {"Resources": ids, "KeepSource": True}, timeout=timeout)
+                   {"Resources": ids, "KeepSource": True}, timeout=timeout, priority=priority,
+                   user_data=user_data)
     return _move_done(conn, job, ids, keep_source)
 
 
 def split_study(conn, study_id, series_ids, replace_tags=None, keep_source=False, *,
-                timeout=None):
+                timeout=None, priority=None, user_data=None):
     """Move (or copy) series of a study into a new study; return the new study id.
 
     ``replace_tags`` sets study or patient tags of the new study. Sources go as in
-    ``merge_study``. Orthanc: POST /studies/{id}/split as a job.
+    ``merge_study``, and so do the job options. Orthanc: POST /studies/{id}/split as a job.
     """
     ids = _as_list(series_ids)
     job = _run_job(conn, f"/studies/{_segment(study_id)}/split",
                    {"Series": ids, "Replace": dict(replace_tags or {}), "KeepSource": True},
-                   timeout=timeout)
+                   timeout=timeout, priority=priority, user_data=user_data)
     return _move_done(conn, job, ids, keep_source)
 
 
@@ -1128,6 +1418,7 @@ def _move_done(conn, job, source_series_ids, keep_source):
 # ==== Tags, metadata, attachments, labels ====
 
 _TAG = re.compile(r"([0-9A-Fa-f]{4})[,-]?([0-9A-Fa-f]{4})")
+_RETIRED = "RETIRED_"  # Orthanc's prefix to the keyword of a retired tag
 
 
 class Tags(dict):
@@ -1137,6 +1428,8 @@ class Tags(dict):
     data or binary values, and ``TooLong``), ``list`` of ``Tags`` for a sequence. ``types``
     maps each key to Orthanc's type (``String``, ``Null``, ``TooLong``, ``Sequence``...). A tag
     without a unique keyword (private or unknown tags) is keyed ``'gggg,eeee'``, never dropped.
+    A retired tag, which Orthanc names ``RETIRED_StudyStatusID``, is keyed by its DICOM
+    keyword ``StudyStatusID``; Orthanc's name works too.
 
     >>> tags = Tags._from_orthanc({"0010,0020": {"Name": "PatientID", "Type": "String",
     ...                                          "Value": "P-1"}})
@@ -1144,34 +1437,42 @@ class Tags(dict):
     ('P-1', 'P-1', 'P-1', 'P-1')
     >>> "0010,0010" in tags, tags.get("PatientName", "-"), tags.types["PatientID"]
     (False, '-', 'String')
+    >>> old = Tags._from_orthanc({"0032,000a": {"Name": "RETIRED_StudyStatusID",
+    ...                                         "Type": "String", "Value": "READ"}})
+    >>> old["StudyStatusID"], old["RETIRED_StudyStatusID"], old["0032,000A"], list(old)
+    ('READ', 'READ', 'READ', ['StudyStatusID'])
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.types = {}
-        self._keys = {}
+        self._aliases = {}  # 'gggg,eeee' (lower case) and Orthanc's RETIRED_ names -> key
 
     @classmethod
     def _from_orthanc(cls, answer):
         tags = cls()
         for tag, element in answer.items():
             name, kind = element.get("Name", ""), element.get("Type")
+            keyword = name[len(_RETIRED):] if name.startswith(_RETIRED) else name
             key = tag
-            if name.isidentifier() and int(tag[:4], 16) % 2 == 0 and name not in tags:
-                key = name
+            if keyword.isidentifier() and int(tag[:4], 16) % 2 == 0 and keyword not in tags:
+                key = keyword
+                if keyword != name:
+                    tags._aliases[name] = key
             value = element.get("Value")
             if kind == "Sequence":
                 value = [cls._from_orthanc(item) for item in value or ()]
             dict.__setitem__(tags, key, value)
             tags.types[key] = kind
-            tags._keys[tag.lower()] = key
+            tags._aliases[tag.lower()] = key
         return tags
 
     def _key(self, key):
         if isinstance(key, str) and not dict.__contains__(self, key):
             match = _TAG.fullmatch(key)
             if match:
-                return self._keys.get(f"{match[1]},{match[2]}".lower(), key)
+                key = f"{match[1]},{match[2]}".lower()
+            return self._aliases.get(key, key)
         return key
 
     def __getitem__(self, key):
@@ -1201,8 +1502,27 @@ def get_simplified_tags(conn, instance_id):
     return _get(conn, f"/instances/{_segment(instance_id)}/tags", {"simplify": ""})
 
 
+def get_shared_tags(conn, level, orthanc_id):
+    """Return the tags that every instance of a patient, study or series has in common.
+
+    As ``Tags`` (see ``get_tags``); for an instance, all its tags.
+    Orthanc: GET /{level}/{id}/shared-tags (an instance: GET /instances/{id}/tags).
+    """
+    level = _level(level)
+    if level == INSTANCES:
+        return get_tags(conn, orthanc_id)
+    return Tags._from_orthanc(_get(conn, f"/{level}/{_segment(orthanc_id)}/shared-tags"))
+
+
 _USER_CONFIG = {"metadata": "UserMetadata", "attachments": "UserContentType"}
 _MISSING = object()
+
+
+def _user_content_path(level, orthanc_id, kind, name, suffix=""):
+    if isinstance(name, int) and not isinstance(name, bool) and not 1024 <= name <= 65535:
+        raise OrthancValueError(f"user {kind} numbers are 1024-65535, got {name}")
+    return f"/{_level(level)}/{_segment(orthanc_id)}/{kind}/{_segment(name, kind + ' name')}" \
+        + suffix
 
 
 def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **options):
@@ -1212,11 +1532,9 @@ def _user_content(conn, method, level, orthanc_id, kind, name, suffix="", **opti
     Orthanc answers 404 for an undeclared name, and the raised ``NotFound`` says so.
     ``options`` go to ``_request`` (``body``, ``headers`` such as ``If-Match``, ``raw``...).
     """
-    if isinstance(name, int) and not isinstance(name, bool) and not 1024 <= name <= 65535:
-        raise OrthancValueError(f"user {kind} numbers are 1024-65535, got {name}")
-    path = f"/{_level(level)}/{_segment(orthanc_id)}/{kind}/{_segment(name, kind + ' name')}"
     try:
-        return _request(conn, method, path + suffix, **options)
+        return _request(conn, method, _user_content_path(level, orthanc_id, kind, name, suffix),
+                        **options)
     except NotFound as exc:
         if not _is_undeclared(exc):
             raise
@@ -1327,33 +1645,57 @@ def _if_match(revision):
     return {"If-Match": '"' + str(revision).strip('"') + '"'}
 
 
-def _get_with_revision(conn, level, orthanc_id, kind, name, suffix=""):
-    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag."""
-    response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix, stream=True)
+def _get_with_revision(conn, level, orthanc_id, kind, name, suffix="", default=_MISSING):
+    """GET a metadata or attachment content; return ``(bytes, revision)`` from its ETag.
+
+    ``(default, None)`` when the resource has no such content and a ``default`` is given
+    (an unknown resource still raises ``NotFound``, as in ``_get_metadata``).
+    """
     try:
-        data = response.read()
+        response = _user_content(conn, "GET", level, orthanc_id, kind, name, suffix,
+                                 stream=True)
+    except NotFound as exc:
+        if default is _MISSING or _is_undeclared(exc) or not exists(conn, level, orthanc_id):
+            raise
+        return default, None
+    try:
+        url = conn.url + _user_content_path(level, orthanc_id, kind, name, suffix)
+        data = _read_all(response, "GET", url)
         etag = response.headers.get("ETag", "")
     finally:
         response.release_conn()
     return data, etag.strip('"')
 
 
-def get_string_metadata_with_revision(conn, level, orthanc_id, name):
+def get_string_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
     """Return ``(value, revision)`` of a metadata; ``NotFound`` when missing.
 
-    Pass ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
+    With ``default`` given, a missing metadata gives ``(default, None)`` instead (as in
+    ``get_string_metadata``; an unknown resource still raises ``NotFound``). Pass
+    ``revision`` to ``set_string_metadata`` / ``delete_metadata`` to write only if no
     one else changed it meanwhile: a stale revision raises ``Conflict``. With
     ``CheckRevisions: true`` (Orthanc 1.9.2+, see ``get_capabilities``) replacing or deleting
     an existing metadata or attachment *needs* its current revision; without it, writes
     without a revision are accepted. Orthanc: GET /{level}/{id}/metadata/{name} (ETag).
     """
-    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name)
-    return data.decode("utf-8"), revision
+    data, revision = _get_with_revision(conn, level, orthanc_id, "metadata", name,
+                                        default=default)
+    return (data if revision is None else data.decode("utf-8")), revision
 
 
-def get_binary_metadata_with_revision(conn, level, orthanc_id, name):
+def get_binary_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
     """Return ``(bytes, revision)`` of a metadata (see ``get_string_metadata_with_revision``)."""
-    return _get_with_revision(conn, level, orthanc_id, "metadata", name)
+    return _get_with_revision(conn, level, orthanc_id, "metadata", name, default=default)
+
+
+def get_all_metadata(conn, level, orthanc_id):
+    """Return every metadata of a resource as a dict name -> str value.
+
+    Orthanc's own (``ReceptionDate``, ``TransferSyntax``, ``Origin``...) and user metadata;
+    a user metadata that the configuration does not name comes back under its number
+    (``"1045"``). Orthanc: GET /{level}/{id}/metadata?expand (one request).
+    """
+    return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/metadata", {"expand": ""})
 
 
 def get_attachment_with_revision(conn, level, orthanc_id, name):
@@ -1405,17 +1747,42 @@ def upload(conn, buffer, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
 
     An instance the server already has counts as stored. Raises ``BadFileFormat`` when
-    Orthanc does not recognize the content. ``timeout``: seconds to wait for the answer
-    (default 60; a large ZIP may need more). Orthanc: POST /instances.
+    Orthanc's error says the content is the problem (its ``OrthancStatus``: bad file format,
+    inexistent tag...; HTTP 400 or 404); other errors as they come. ``timeout``: seconds to
+    wait for the answer (default 60; a large ZIP may need more). Orthanc: POST /instances.
     """
     return [answer["ID"] for answer in _store(conn, buffer, timeout=timeout)]
 
 
+# Orthanc's OrthancStatus codes that refuse the file itself: BadFileFormat, CorruptedFile,
+# InexistentTag (a DICOMDIR, a palette, a meta header without transfer syntax: HTTP 404),
+# MainDicomTagsMultiplyDefined, CannotStoreInstance (refused by a filter).
+_FILE_REFUSALS = frozenset((15, 20, 21, 44, 2018))
+
+
+def _is_file_error(error):
+    """Tell whether ``error`` is about one file: refused by Orthanc, or unreadable here.
+
+    A refusal is about the file when Orthanc's JSON error says so by its ``OrthancStatus``,
+    whatever the HTTP status; a 404 without Orthanc's body (a wrong URL) is not.
+    """
+    if isinstance(error, OrthancError):  # before OSError: OrthancConnectionError is one
+        said = getattr(error, "orthanc", None)
+        return isinstance(said, dict) and said.get("OrthancStatus") in _FILE_REFUSALS
+    return isinstance(error, OSError)
+
+
 def _store(conn, buffer, *, timeout=None):
     """POST a DICOM or ZIP buffer; return Orthanc's answers, one dict per instance
-    (``ID``, ``ParentStudy``, ``Status``...)."""
-    answer = _post(conn, "/instances", body=bytes(buffer), timeout=timeout,
-                   headers={"Content-Type": "application/octet-stream"})
+    (``ID``, ``ParentStudy``, ``Status``...). A refused file raises ``BadFileFormat``."""
+    try:
+        answer = _post(conn, "/instances", body=bytes(buffer), timeout=timeout,
+                       headers={"Content-Type": "application/octet-stream"})
+    except HttpError as exc:
+        if not _is_file_error(exc):
+            raise
+        raise BadFileFormat(str(exc), status=exc.status, method=exc.method, url=exc.url,
+                            orthanc=exc.orthanc) from exc
     return answer if isinstance(answer, list) else [answer]
 
 
@@ -1430,39 +1797,34 @@ def _with_path(error, path, **context):
     return _restated(error, f"{path}: {error}", path=path, **context)
 
 
-def upload_file(conn, path):
+def upload_file(conn, path, *, timeout=None):
     """Store a DICOM file, or a ZIP of DICOM files, read from ``path``; return the instance ids.
 
     Orthanc: POST /instances. ``BadFileFormat`` (with ``.path``) when Orthanc refuses the
-    content; ``FileNotFoundError`` for a missing path.
+    content; ``FileNotFoundError`` for a missing path. ``timeout`` as in ``upload``.
     """
     with open(path, "rb") as f:
         data = f.read()
     try:
-        return upload(conn, data)
+        return upload(conn, data, timeout=timeout)
     except BadFileFormat as exc:
         raise _with_path(exc, os.fspath(path)) from exc
 
 
-def _folder_files(path):
-    """Return the files under ``path`` (sorted, recursive, no dot-files or dot-folders) and
-    the ``OSError`` of each folder that could not be listed."""
+def _folder_files(path, skip_extensions=()):
+    """Return the files under ``path`` (sorted, recursive, no dot-files or dot-folders, none
+    ending with one of ``skip_extensions``, case-insensitive) and the ``OSError`` of each
+    folder that could not be listed."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         os.listdir(path)  # raises FileNotFoundError, NotADirectoryError... naming path
+    skipped = tuple("." * (not e.startswith(".")) + e.lower() for e in _as_list(skip_extensions))
     files, unreadable = [], []
     for folder, subfolders, names in os.walk(path, onerror=unreadable.append):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         files.extend(os.path.join(folder, name) for name in sorted(names)
-                     if not name.startswith("."))
+                     if not name.startswith(".") and not name.lower().endswith(skipped))
     return files, unreadable
-
-
-def _is_file_error(error):
-    """Tell whether ``error`` is about one file (refused by Orthanc, or unreadable here)."""
-    if isinstance(error, OrthancError):
-        return isinstance(error, BadFileFormat) or getattr(error, "status", None) == 400
-    return isinstance(error, OSError)
 
 
 def _reason(error):
@@ -1518,7 +1880,8 @@ def _upload_one(nodes, path):
 _UPLOAD_WORKERS = 8  # parallel uploads: Orthanc stores in parallel, the pool holds 32 sockets
 
 
-def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None):
+def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None,
+                  *, skip_extensions=()):
     """Store every file under ``path`` (recursively, dot-files skipped) in parallel.
 
     Each file is read only when one of the ``workers`` threads (default 8) sends it, so memory
@@ -1528,13 +1891,18 @@ def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, 
     rest of the call, its file sent to another one. When the last server stops answering
     (a restart), each upload waits up to 10 s for it and sends its file once more.
 
+    ``skip_extensions``: files ending so are never sent, e.g. ``(".txt", ".json")``
+    (case-insensitive).
+
     With ``ignore_errors``, every refused or unreadable file is listed in ``errors`` with
-    Orthanc's reason. Without it, the first one raises ``BadFileFormat`` (or the ``OSError``)
-    once the uploads in flight have finished; the error carries ``.path`` and
-    ``.instances_ids``, the ids stored so far. Errors that are not about a file (server down,
-    wrong credentials) are always raised. Orthanc: POST /instances, one per file.
+    Orthanc's reason: a folder copied from a CD stores its images and lists its DICOMDIR.
+    Without it, the first one raises ``BadFileFormat`` (or the ``OSError``) once the uploads
+    in flight have finished; the error carries ``.path`` and ``.instances_ids``, the ids
+    stored so far. A file is refused when Orthanc's error says so, as in ``upload``; errors
+    that are not about a file (server down, wrong credentials, a 404 from a proxy)
+    are always raised. Orthanc: POST /instances, one per file.
     """
-    files, unreadable = _folder_files(path)
+    files, unreadable = _folder_files(path, skip_extensions)
     answers, errors = _upload_files(conn, files, unreadable, ignore_errors, workers, progress,
                                     nodes)
     return UploadResult([answer["ID"] for answer in answers], errors)
@@ -1599,7 +1967,7 @@ def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nod
         ids = [answer["ID"] for answer in answers]
         if isinstance(error, BadFileFormat):
             raise _with_path(error, file, instances_ids=ids) from error
-        if _is_file_error(error):
+        if isinstance(error, OSError) and not isinstance(error, OrthancError):
             error.path = file
         error.instances_ids = ids
         raise error
@@ -1608,40 +1976,118 @@ def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nod
 
 _STOW_BATCH_FILES = 100
 _STOW_BATCH_BYTES = 32 << 20
+_STORED_SOPS, _FAILED_SOPS, _SOP_UID = "00081199", "00081198", "00081155"  # STOW-RS answer
 
 
-def upload_files_dicom_web(conn, paths, *, root="/dicom-web"):
+def upload_files_dicom_web(conn, paths, *, root="/dicom-web", study_uid=None,
+                           ignore_errors=False):
     """Store DICOM files through the DICOMweb plugin (STOW-RS); return its answer.
 
-    Orthanc: POST {root}/studies with ``multipart/related; type="application/dicom"``, one
-    request per batch of at most 100 files or 32 MB, so memory stays flat however many
-    ``paths`` there are (any iterable; one ``str`` is one file). The answer is the DICOM JSON
-    of STOW-RS; with several batches, their sequences (``00081199`` stored instances,
-    ``00081198`` failures) are concatenated.
+    Orthanc: POST {root}/studies (or {root}/studies/{study_uid}: a file of another study is
+    refused) with ``multipart/related; type="application/dicom"``, one request per batch of
+    at most 100 files or 32 MB, so memory stays flat however many ``paths`` there are (any
+    iterable; one ``str`` is one file). The answer is the DICOM JSON of STOW-RS; with several
+    batches, their sequences (``00081199`` stored instances, ``00081198`` failures) are
+    concatenated.
+
+    Every batch is sent, whatever happened to the previous ones. When the plugin could not
+    store some files (it stores the others of their batch and answers 400 or 409), the call
+    raises ``StowFailed`` once all batches were sent, carrying ``.answer`` (merged) and
+    ``.paths`` (the files not stored: those whose SOP instance UID is not in the stored
+    sequence; a file without a DICOM meta header counts as not stored when its batch had a
+    failure). With ``ignore_errors=True`` the merged answer is returned instead. Errors that
+    are not a STOW-RS answer (no plugin, wrong credentials) are raised at once.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
-    answers, batch, size = [], [], 0
+    route = root.rstrip("/") + "/studies"
+    if study_uid is not None:
+        route += "/" + _segment(study_uid, "study UID")
+    answers, failed, sent = [], [], 0
+    for batch in _stow_batches(paths):
+        answer, refused = _stow(conn, route, batch)
+        answers.append(answer)
+        failed.extend(refused)
+        sent += len(batch)
+    merged = _merge_stow_answers(answers)
+    if failed and not ignore_errors:
+        shown = ", ".join(os.fspath(path) for path in failed[:3])
+        raise StowFailed(
+            f"POST {conn.url}{route}: {len(failed)} of {sent} files not stored ({shown}"
+            f"{', ...' if len(failed) > 3 else ''}); see .paths and .answer "
+            f"({_FAILED_SOPS}, FailedSOPSequence)", answer=merged, paths=failed)
+    return merged
+
+
+def _stow_batches(paths):
+    """Yield lists of ``(path, bytes)`` within the STOW-RS batch limits, reading lazily."""
+    batch, size = [], 0
     for path in paths:
         with open(path, "rb") as f:
             data = f.read()
         if batch and (len(batch) >= _STOW_BATCH_FILES or size + len(data) > _STOW_BATCH_BYTES):
-            answers.append(_stow(conn, root, batch))
+            yield batch
             batch, size = [], 0
-        batch.append(data)
+        batch.append((path, data))
         size += len(data)
     if batch:
-        answers.append(_stow(conn, root, batch))
-    return _merge_stow_answers(answers)
+        yield batch
 
 
-def _stow(conn, root, files):
+def _stow(conn, route, batch):
+    """Send one STOW-RS batch; return its answer and the paths of the files not stored."""
     boundary = os.urandom(16).hex()
     part = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-    body = b"".join(part + data + b"\r\n" for data in files) + f"--{boundary}--\r\n".encode()
+    body = b"".join(part + data + b"\r\n" for _, data in batch) \
+        + f"--{boundary}--\r\n".encode()
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return _post(conn, root.rstrip("/") + "/studies", body=body, timeout=300,
-                 headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+    try:
+        return _post(conn, route, body=body, timeout=300,
+                     headers={"Content-Type": content_type,
+                              "Accept": "application/dicom+json"}), []
+    except HttpError as exc:
+        answer = exc.orthanc
+        if not (isinstance(answer, dict) and (_STORED_SOPS in answer or _FAILED_SOPS in answer)):
+            raise
+    stored = {uid for item in answer.get(_STORED_SOPS, {}).get("Value", [])
+              for uid in item.get(_SOP_UID, {}).get("Value", [])}
+    return answer, [path for path, data in batch if _meta_sop_instance_uid(data) not in stored]
+
+
+_LONG_VRS = frozenset(vr.encode() for vr in
+                      "OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())  # 4-byte lengths
+
+
+def _meta_sop_instance_uid(data):
+    """Read MediaStorageSOPInstanceUID (0002,0003) from a DICOM file's meta header, or None.
+
+    The meta header follows the 128-byte preamble and ``DICM``, always in explicit VR little
+    endian.
+
+    >>> meta = b"\\2\\0\\3\\0UI\\6\\0" + b"1.2.3\\0"
+    >>> _meta_sop_instance_uid(bytes(128) + b"DICM" + meta), _meta_sop_instance_uid(b"text")
+    ('1.2.3', None)
+    """
+    import struct
+
+    if data[128:132] != b"DICM":
+        return None
+    offset = 132
+    while offset + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 2:
+            return None
+        vr = data[offset + 4:offset + 6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            offset += 12
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            offset += 8
+        if element == 3:
+            return data[offset:offset + length].rstrip(b"\0 ").decode("ascii", "replace")
+        offset += length
+    return None
 
 
 def _merge_stow_answers(answers):
@@ -1669,7 +2115,8 @@ class UploadDetails(NamedTuple):
     errors: list
 
 
-def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None):
+def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None,
+                          skip_extensions=()):
     """Store every file under ``path`` and return the studies they belong to.
 
     Files are sent as by ``upload_folder(..., ignore_errors=True)``: refused or unreadable
@@ -1677,11 +2124,12 @@ def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=Non
     its members sent one by one (an error names ``archive.zip/member``); without it a ZIP is
     sent whole and Orthanc stores the DICOM files inside. The studies come from Orthanc's
     answers (``ParentStudy``): one more request per study for its StudyInstanceUID, none per
-    instance. Orthanc: POST /instances per file, GET /studies/{id} per study.
+    instance. ``skip_extensions`` as in ``upload_folder`` (files of the folder, not ZIP members).
+    Orthanc: POST /instances per file, GET /studies/{id} per study.
     """
     import tempfile
 
-    files, unreadable = _folder_files(path)
+    files, unreadable = _folder_files(path, skip_extensions)
     with tempfile.TemporaryDirectory(prefix="orthanc_fn-unzip-") as scratch:
         names, unzip_errors = {}, []
         if unzip:
@@ -1718,12 +2166,34 @@ def _unzip_files(files, folder):
 
 # ==== Download ====
 
-def get_file(conn, instance_id):
+def get_file(conn, instance_id, *, transcode=None):
     """Return the DICOM file of an instance as bytes.
 
-    Orthanc: GET /instances/{id}/file.
+    ``transcode``: a transfer syntax UID (``"1.2.840.10008.1.2.1"`` explicit little endian,
+    ``"1.2.840.10008.1.2.4.70"`` lossless JPEG...): the file re-encoded by Orthanc, nothing
+    stored (JPEG 2000 needs the GDCM plugin). Orthanc: GET /instances/{id}/file
+    (``?transcode=`` from 1.12.2; on older servers POST /instances/{id}/modify with
+    ``Transcode`` and the UIDs kept, which answers the file without storing it).
     """
-    return _get(conn, f"/instances/{_segment(instance_id)}/file", raw=True)
+    method, path, options = _file_route(conn, instance_id, transcode)
+    return _request(conn, method, path, raw=True, **options)
+
+
+def _file_route(conn, instance_id, transcode, has_query=None):
+    """``(method, path, options)`` of the request for an instance's file, maybe re-encoded.
+
+    ``has_query``: whether the server has ``?transcode=`` (asked when None).
+    """
+    path = f"/instances/{_segment(instance_id)}"
+    if transcode is None:
+        return "GET", path + "/file", {}
+    if has_query is None:
+        has_query = get_version(conn) >= FEATURES["transcode_file"]
+    if has_query:
+        return "GET", path + "/file", {"query": {"transcode": str(transcode)}}
+    keep = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    return "POST", path + "/modify", {
+        "json_body": {"Transcode": str(transcode), "Keep": keep, "Force": True}}
 
 
 def _save(conn, method, path, dest, progress=None, *, zip_file=False, **options):
@@ -1775,43 +2245,59 @@ def _is_whole_zip(path):
         return False
 
 
-def download_file(conn, instance_id, path, *, progress=None):
+def download_file(conn, instance_id, path, *, progress=None, transcode=None):
     """Save the DICOM file of an instance to ``path``, streamed; return ``path``.
 
-    Orthanc: GET /instances/{id}/file. A failed download leaves no partial file.
+    ``transcode`` as in ``get_file``. Orthanc: GET /instances/{id}/file. A failed download
+    leaves no partial file.
     """
-    return _save(conn, "GET", f"/instances/{_segment(instance_id)}/file", path, progress)
+    method, route, options = _file_route(conn, instance_id, transcode)
+    return _save(conn, method, route, path, progress, **options)
 
 
-def download_archive(conn, level, orthanc_id, path, progress=None):
+def download_archive(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save the ZIP of a resource to ``path``, streamed in constant memory; return ``path``.
 
     Orthanc: GET /{level}/{id}/archive (an instance: POST /tools/create-archive).
     ``progress(done_bytes, total_bytes_or_None)``. A failed download leaves no partial file.
+    ``transcode``: every file of the ZIP re-encoded to this transfer syntax (see
+    ``get_file``), nothing stored.
     """
-    return _save_zip(conn, "archive", level, orthanc_id, path, progress)
+    return _save_zip(conn, "archive", level, orthanc_id, path, progress, transcode)
 
 
-def _save_zip(conn, kind, level, orthanc_id, path, progress):
+def _save_zip(conn, kind, level, orthanc_id, path, progress, transcode):
     """Stream a resource's ``archive`` or ``media`` ZIP to ``path`` (see ``_save``)."""
     level = _level(level)
     if level == INSTANCES:
-        return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=300,
-                     zip_file=True,
-                     json_body={"Resources": [_segment(orthanc_id)], "Synchronous": True})
+        return _save_zip_of(conn, kind, [_segment(orthanc_id)], path, progress, transcode)
+    query = None if transcode is None else {"transcode": str(transcode)}
     return _save(conn, "GET", f"/{level}/{_segment(orthanc_id)}/{kind}", path, progress,
-                 timeout=300, zip_file=True)
+                 query=query, timeout=300, zip_file=True)
+
+
+def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=300):
+    """Stream the ``archive`` or ``media`` ZIP of resources of any levels to ``path``.
+
+    Orthanc: POST /tools/create-{kind} (synchronous, streamed since 1.9.4).
+    """
+    body = {"Resources": list(orthanc_ids), "Synchronous": True}
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    return _save(conn, "POST", f"/tools/create-{kind}", path, progress, timeout=timeout,
+                 zip_file=True, json_body=body)
 
 
 _DOWNLOAD_WORKERS = 8  # parallel downloads over the shared pool (32 sockets)
 
 
-def download_instances(conn, orthanc_ids, folder, *, workers=None):
+def download_instances(conn, orthanc_ids, folder, *, workers=None, transcode=None):
     """Save each instance as ``folder/{id}.dcm``, in parallel; return ``[(id, path)]``.
 
     ``folder`` is created if needed. ``workers`` parallel downloads (default 8), each
     streamed like ``download_file``; the first error is raised once the downloads in flight
-    end, and no partial file is left. Orthanc: GET /instances/{id}/file, one per instance.
+    end, and no partial file is left. ``transcode`` as in ``get_file`` (the server's version
+    is asked once). Orthanc: GET /instances/{id}/file, one per instance.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1819,19 +2305,25 @@ def download_instances(conn, orthanc_ids, folder, *, workers=None):
     os.makedirs(folder, exist_ok=True)
     ids = _as_list(orthanc_ids)
     paths = [os.path.join(folder, _segment(orthanc_id) + ".dcm") for orthanc_id in ids]
+    has_query = transcode is not None and get_version(conn) >= FEATURES["transcode_file"]
+
+    def save(orthanc_id, path):
+        method, route, options = _file_route(conn, orthanc_id, transcode, has_query)
+        return _save(conn, method, route, path, **options)
+
     with ThreadPoolExecutor(max(1, int(workers or _DOWNLOAD_WORKERS)),
                             thread_name_prefix="orthanc_fn-download") as pool:
-        saved = list(pool.map(lambda pair: download_file(conn, *pair), zip(ids, paths)))
+        saved = list(pool.map(save, ids, paths))
     return list(zip(ids, saved))
 
 
-def download_media(conn, level, orthanc_id, path, progress=None):
+def download_media(conn, level, orthanc_id, path, progress=None, *, transcode=None):
     """Save a resource as a ZIP with a DICOMDIR (DICOM media), streamed; return ``path``.
 
-    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress and
-    partial files as in ``download_archive``.
+    Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress,
+    partial files and ``transcode`` as in ``download_archive``.
     """
-    return _save_zip(conn, "media", level, orthanc_id, path, progress)
+    return _save_zip(conn, "media", level, orthanc_id, path, progress, transcode)
 
 
 # ==== Find and statistics ====
@@ -1903,8 +2395,9 @@ def _find_body(level, query, *, expand=True, case_sensitive=True, labels=None,
     if labels is not None:
         body["Labels"] = _as_list(labels)
         body["LabelsConstraint"] = labels_constraint
-        needs.append("find_without_labels" if not body["Labels"] and labels_constraint == "None"
-                     else "labels")
+        # No label with "None" means "unlabelled" since 1.12.11; older servers match everything.
+        unlabelled = not body["Labels"] and labels_constraint == "None"
+        needs.append("find_unlabelled" if unlabelled else "labels")
     if requested_tags is not None:
         body["RequestedTags"] = _as_list(requested_tags)
         needs.append("requested_tags")
@@ -1915,7 +2408,7 @@ def _find_body(level, query, *, expand=True, case_sensitive=True, labels=None,
         if value is not None:
             body[key] = convert(value)
             needs.append("extended_find")
-    return body, needs
+    return body, list(dict.fromkeys(needs))  # each feature checked once
 
 
 def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensitive=True,
@@ -1953,8 +2446,8 @@ def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensit
                              response_content=response_content, parent_patient=parent_patient,
                              parent_study=parent_study, parent_series=parent_series,
                              metadata_query=metadata_query)
-    if needs:
-        _require(conn, *needs)
+    for feature in needs:
+        _require(conn, feature)
     if limit is not None:
         body["Limit"] = int(limit)
     if since is not None:
@@ -2045,8 +2538,9 @@ def iter_find(conn, level, query, *, page_size=1000, **options):
     if page_size < 1:
         raise OrthancValueError(f"page_size must be at least 1, got {page_size}")
     body, needs = _find_body(level, query, **options)
-    system = _require(conn, *needs)
-    extended = _supports(system, "extended_find")
+    for feature in needs:
+        _require(conn, feature)
+    extended = "extended_find" in needs or _unsupported(conn, "extended_find") is None
     # bulk-content gives what Expand gives, neither RequestedTags nor a ResponseContent
     lean = "ResponseContent" not in body and not (body["Expand"] and "RequestedTags" in body)
     if extended and not _case_matters(body):
@@ -2075,7 +2569,8 @@ def count(conn, level, query, *, case_sensitive=True, labels=None, labels_constr
                              labels=labels, labels_constraint=labels_constraint,
                              parent_patient=parent_patient, parent_study=parent_study,
                              parent_series=parent_series, metadata_query=metadata_query)
-    _require(conn, "extended_find", *needs)
+    for feature in dict.fromkeys(["extended_find", *needs]):
+        _require(conn, feature)
     if _case_matters(body):
         return len(_post(conn, "/tools/find", body))
     del body["CaseSensitive"], body["Expand"]
@@ -2177,11 +2672,31 @@ _UID_TAGS = frozenset({"STUDYINSTANCEUID", "SERIESINSTANCEUID", "SOPINSTANCEUID"
                        "0020,000D", "0020,000E", "0008,0018"})
 
 
-def _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags=None):
+def _modification_body(conn, replace_tags, remove_tags, keep_tags, force, *,
+                       keep_private_tags=None, transcode=None, permissive=False,
+                       private_creator=None, dicom_version=None, keep_labels=False,
+                       priority=None, user_data=None):
+    """The JSON body of a modification or anonymization (Orthanc's own keys).
+
+    ``keep_labels`` needs Orthanc 1.12.3 (checked here: older servers ignore it silently);
+    ``priority`` and ``user_data`` go to the job (see ``_start_job``).
+    """
     body = {"Replace": dict(replace_tags or {}), "Remove": _as_list(remove_tags),
             "Keep": _as_list(keep_tags), "Force": bool(force)}
     if keep_private_tags is not None:
         body["KeepPrivateTags"] = bool(keep_private_tags)
+    if transcode is not None:
+        body["Transcode"] = str(transcode)
+    if permissive:
+        body["Permissive"] = True
+    if private_creator is not None:
+        body["PrivateCreator"] = str(private_creator)
+    if dicom_version is not None:
+        body["DicomVersion"] = str(dicom_version)
+    if keep_labels:
+        _require(conn, "keep_labels")
+        body["KeepLabels"] = True
+    body.update(_job_options(priority, user_data))
     return body
 
 
@@ -2255,7 +2770,8 @@ def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
 
 def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remove_tags=(),
               force=False, keep_private_tags=False, delete_original=False, timeout=None,
-              progress=None):
+              progress=None, transcode=None, priority=None, permissive=False,
+              private_creator=None, dicom_version=None, keep_labels=False, user_data=None):
     """Anonymize a patient, study, series or instance and return the new resource's id.
 
     ``keep_tags`` keeps these tags' values, ``replace_tags`` maps keywords to new values,
@@ -2264,50 +2780,79 @@ def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remov
     once the anonymized copy is stored (Orthanc's ``KeepSource``). Runs as a job waited for
     ``timeout`` s (None: one hour), reporting ``progress(percent, 100)`` as ``wait_job`` does;
     an instance is anonymized in one request and the answer stored.
-    Orthanc: POST /{level}/{id}/anonymize.
+
+    More of Orthanc's options: ``transcode`` (a transfer syntax UID: the new instances are
+    stored re-encoded, e.g. ``"1.2.840.10008.1.2.4.70"`` lossless JPEG), ``permissive``
+    (Orthanc goes on past instances it cannot modify), ``private_creator`` (the creator of
+    the private tags in ``replace_tags``), ``dicom_version`` (the anonymization profile,
+    ``"2008"``, ``"2017c"``, ``"2021b"``, ``"2023b"``; Orthanc's newest by default),
+    ``keep_labels`` (the new resources get the labels of the originals; Orthanc >= 1.12.3),
+    ``priority`` and ``user_data`` (the job's, see ``_start_job``; user data needs Orthanc
+    >= 1.12.9). Orthanc: POST /{level}/{id}/anonymize.
 
     Raises:
         HttpError: Orthanc refused the request (its message says why); nothing changed.
         JobFailed, OrthancTimeout: see ``wait_job``; the original is kept.
+        UnsupportedByServer: ``keep_labels`` or ``user_data`` on a server too old for it.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _modification(conn, "anonymize", level, orthanc_id, body, delete_original, timeout,
                          progress)
 
 
 def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None,
                      remove_tags=(), force=False, keep_private_tags=False,
-                     delete_original=False):
+                     delete_original=False, transcode=None, priority=None, permissive=False,
+                     private_creator=None, dicom_version=None, keep_labels=False,
+                     user_data=None):
     """Start ``anonymize`` as an Orthanc job and return the job id at once.
 
     The finished job's ``Content['ID']`` is the new resource (for an instance, which runs
     through /tools/bulk-anonymize, ``Content['Resources']`` lists the new instance and its
     parents). With ``delete_original`` and a kept or replaced UID, the original is kept (only
-    ``anonymize`` can check the result first).
+    ``anonymize`` can check the result first). Options as in ``anonymize``.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _start_modification(conn, "anonymize", level, orthanc_id, body, delete_original)
 
 
 def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-           force=False, delete_original=True, timeout=None, progress=None):
+           force=False, delete_original=True, timeout=None, progress=None, transcode=None,
+           priority=None, permissive=False, private_creator=None, keep_labels=False,
+           user_data=None):
     """Modify a patient, study, series or instance and return the modified resource's id.
 
     Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
     gives the result new UIDs unless they are kept; keeping them all rewrites the resource in
     place (the same id comes back; instances need ``OverwriteInstances`` on the server, else
     ``Conflict``). The original is deleted by default, only once the result is stored.
+    ``transcode`` alone (with the UIDs kept) re-encodes a resource in place.
     Orthanc: POST /{level}/{id}/modify.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _modification(conn, "modify", level, orthanc_id, body, delete_original, timeout,
                          progress)
 
 
 def modify_as_job(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                  force=False, delete_original=True):
+                  force=False, delete_original=True, transcode=None, priority=None,
+                  permissive=False, private_creator=None, keep_labels=False, user_data=None):
     """Start ``modify`` as an Orthanc job and return the job id (see ``anonymize_as_job``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _start_modification(conn, "modify", level, orthanc_id, body, delete_original)
 
 
@@ -2343,42 +2888,63 @@ def _run_bulk(conn, action, level, orthanc_ids, body, delete_original, timeout):
 
 
 def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                force=False, delete_original=True, timeout=None):
+                force=False, delete_original=True, timeout=None, transcode=None, priority=None,
+                permissive=False, private_creator=None, keep_labels=False, user_data=None):
     """Modify several resources of one level in one job; return the new ids per level.
 
     Options as in ``modify`` (originals deleted by default, once the results are stored).
     ``timeout`` bounds the wait; a failed job raises ``JobFailed``.
     Orthanc: POST /tools/bulk-modify (1.9.4) as a job.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _run_bulk(conn, "modify", level, orthanc_ids, body, delete_original, timeout)
 
 
 def modify_bulk_as_job(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(),
-                       keep_tags=(), force=False, delete_original=True):
+                       keep_tags=(), force=False, delete_original=True, transcode=None,
+                       priority=None, permissive=False, private_creator=None,
+                       keep_labels=False, user_data=None):
     """Start ``modify_bulk`` and return the job id; its ``Content['Resources']`` lists the
     new resources (``{'Type', 'ID', 'Path'}``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data)
     return _start_bulk(conn, "modify", level, orthanc_ids, body, delete_original)
 
 
 def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
                    remove_tags=(), force=False, keep_private_tags=False, delete_original=False,
-                   timeout=None):
+                   timeout=None, transcode=None, priority=None, permissive=False,
+                   private_creator=None, dicom_version=None, keep_labels=False,
+                   user_data=None):
     """Anonymize several resources of one level in one job; return the new ids per level.
 
     Options as in ``anonymize`` (originals kept by default). A failed job raises
     ``JobFailed``. Orthanc: POST /tools/bulk-anonymize (1.9.4) as a job.
     """
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _run_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original, timeout)
 
 
 def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
                           remove_tags=(), force=False, keep_private_tags=False,
-                          delete_original=False):
+                          delete_original=False, transcode=None, priority=None,
+                          permissive=False, private_creator=None, dicom_version=None,
+                          keep_labels=False, user_data=None):
     """Start ``anonymize_bulk`` and return the job id (see ``modify_bulk_as_job``)."""
-    body = _modification_body(replace_tags, remove_tags, keep_tags, force, keep_private_tags)
+    body = _modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
+        transcode=transcode, permissive=permissive, private_creator=private_creator,
+        dicom_version=dicom_version, keep_labels=keep_labels, priority=priority,
+        user_data=user_data)
     return _start_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original)
 
 
@@ -2387,21 +2953,30 @@ def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tag
 _NETWORK_PROTOCOL = 9  # OrthancStatus of "Error in the network protocol" (refused, aborted...)
 _LEVEL_UID = {PATIENTS: "PatientID", STUDIES: "StudyInstanceUID", SERIES: "SeriesInstanceUID",
               INSTANCES: "SOPInstanceUID"}
+# What a C-MOVE / C-GET identifier names at each level: the UID and, below the study, its parents
+_RETRIEVE_KEYS = {PATIENTS: ("PatientID",), STUDIES: ("StudyInstanceUID",),
+                  SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+                  INSTANCES: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+_RETRIEVE_ROUTES = {"C-MOVE": "move", "C-GET": "get"}
 
 
 def _dicom_timeouts(timeout, default):
     """Return ``(DICOM timeout for Orthanc, HTTP read timeout)`` for a whole-call ``timeout``.
 
-    The read timeout always outlasts the DICOM one, so Orthanc reports a dead remote first.
+    The DICOM timeout is what fits ``_DICOM_WAITS`` times in ``timeout`` with the margin (at
+    most ``_DICOM_TIMEOUT``, at least 1 s); the read timeout always outlasts Orthanc's own
+    waiting, so Orthanc reports a silent remote first.
 
     >>> _dicom_timeouts(None, 120)
     (10, 120.0)
-    >>> _dicom_timeouts(3, 120)
-    (3, 13.0)
+    >>> _dicom_timeouts(15, 120)
+    (5, 15.0)
+    >>> _dicom_timeouts(2, 120)
+    (1, 7.0)
     """
     total = float(default if timeout is None else timeout)
-    dicom = max(1, min(_DICOM_TIMEOUT, int(total)))
-    return dicom, max(total, float(dicom + _DICOM_MARGIN))
+    dicom = max(1, min(_DICOM_TIMEOUT, int((total - _DICOM_MARGIN) // _DICOM_WAITS)))
+    return dicom, max(total, float(_DICOM_WAITS * dicom + _DICOM_MARGIN))
 
 
 def _modality_path(modality, action):
@@ -2411,13 +2986,14 @@ def _modality_path(modality, action):
 def modality_echo(conn, modality, *, timeout=None):
     """Tell whether a configured DICOM modality answers a C-ECHO.
 
-    False when the remote refuses, aborts or does not answer within ``timeout`` s (default
-    10, sent to Orthanc as the DICOM timeout). Orthanc: POST /modalities/{name}/echo.
+    False when the remote refuses, aborts or does not answer. ``timeout`` bounds the call
+    (default 25 s: Orthanc waits 10 s for the echo, then 10 s for the release; see
+    ``_dicom_timeouts``). Orthanc: POST /modalities/{name}/echo.
 
     Raises:
         NotFound: ``modality`` is not configured on this Orthanc.
     """
-    dicom, read = _dicom_timeouts(timeout, _DICOM_TIMEOUT)
+    dicom, read = _dicom_timeouts(timeout, _DICOM_WAITS * _DICOM_TIMEOUT + _DICOM_MARGIN)
     try:
         _post(conn, _modality_path(modality, "echo"), {"Timeout": dicom}, timeout=read)
     except HttpError as exc:
@@ -2427,28 +3003,33 @@ def modality_echo(conn, modality, *, timeout=None):
     return True
 
 
-def modality_query(conn, modality, level, query, *, timeout=None):
+def modality_query(conn, modality, level, query, *, timeout=None, normalize=True):
     """Run a C-FIND on a modality and return every answer, fetched in one request.
 
     Each answer is ``{'remote_modality_id', 'level', 'dicom_id', 'tags'}``: ``level`` is the
     canonical level, ``dicom_id`` the answer's UID at that level (``PatientID`` for patients)
     and ``tags`` its simplified tags. ``query`` maps tag names to DICOM matching values
-    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``timeout`` bounds the whole call
-    (default 120 s). Orthanc: POST /modalities/{name}/query, then
+    (``{"PatientName": "DOE*", "StudyDate": "20260101-"}``). ``normalize=False`` sends the
+    query as given (Orthanc's ``"Normalize": false``): tags outside Orthanc's main tags of the
+    level are asked and come back. ``timeout`` bounds the whole call (default 120 s; a silent
+    remote raises Orthanc's ``HttpError`` after twice the DICOM timeout, see
+    ``_dicom_timeouts``). Orthanc: POST /modalities/{name}/query, then
     GET /queries/{id}/answers?expand&simplify.
     """
     level = _level(level)
     dicom, read = _dicom_timeouts(timeout, 120)
     body = {"Level": _ORTHANC_LEVEL[level], "Query": dict(query), "Timeout": dicom}
+    if not normalize:
+        body["Normalize"] = False
     query_id = _post(conn, _modality_path(modality, "query"), body, timeout=read)["ID"]
     answers = _get(conn, f"/queries/{_segment(query_id, 'query id')}/answers?expand&simplify")
     return [{"remote_modality_id": modality, "level": level,
              "dicom_id": tags.get(_LEVEL_UID[level]), "tags": tags} for tags in answers]
 
 
-def modality_query_studies(conn, modality, query, *, timeout=None):
+def modality_query_studies(conn, modality, query, *, timeout=None, normalize=True):
     """Run a study-level C-FIND; see ``modality_query``."""
-    return modality_query(conn, modality, STUDIES, query, timeout=timeout)
+    return modality_query(conn, modality, STUDIES, query, timeout=timeout, normalize=normalize)
 
 
 def modality_find_worklist(conn, modality, query, *, timeout=None):
@@ -2456,7 +3037,7 @@ def modality_find_worklist(conn, modality, query, *, timeout=None):
 
     ``query`` names the tags to match and to return, e.g. ``{"PatientName": "DOE*",
     "AccessionNumber": "", "ScheduledProcedureStepSequence": [{"Modality": "CT"}]}``.
-    ``timeout`` bounds the whole call (default 120 s).
+    ``timeout`` bounds the whole call as in ``modality_query`` (default 120 s).
     Orthanc: POST /modalities/{name}/find-worklist.
     """
     dicom, read = _dicom_timeouts(timeout, 120)
@@ -2464,54 +3045,143 @@ def modality_find_worklist(conn, modality, query, *, timeout=None):
                  {"Query": dict(query), "Timeout": dicom}, timeout=read)
 
 
-def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None):
-    """Ask a modality to C-MOVE resources to this Orthanc (or to ``target_aet``); wait for it.
+def _retrieve_identifiers(level, dicom_ids):
+    """Orthanc's ``Resources`` of a C-MOVE / C-GET: one dict of UIDs per identifier.
 
-    ``dicom_ids``: one UID or a list, at ``level`` (``PatientID`` for patients); an item may
-    also be a dict naming the full identifier (``{"StudyInstanceUID": ..., "SeriesInstanceUID":
-    ...}``) for remotes that want it. From Orthanc 1.11.1 the move runs as a job waited for
-    at most ``timeout`` s (None: one hour); on older servers it is one synchronous call
-    whose read timeout is ``timeout`` (default 600 s). A failed move raises ``JobFailed`` or
-    ``HttpError`` carrying Orthanc's details. Orthanc: POST /modalities/{name}/move.
+    One identifier is a UID (patient and study levels), a dict of UIDs, or a tuple of UIDs
+    from the study down; anything else is a sequence of identifiers. Below the study an
+    identifier must name its parents (Orthanc and the remotes need them): a bare UID is refused.
+
+    >>> _retrieve_identifiers(STUDIES, ("1.2", "1.3"))
+    [{'StudyInstanceUID': '1.2'}, {'StudyInstanceUID': '1.3'}]
+    >>> _retrieve_identifiers(SERIES, ("1.2", "1.2.3"))
+    [{'StudyInstanceUID': '1.2', 'SeriesInstanceUID': '1.2.3'}]
+    >>> _retrieve_identifiers(SERIES, "1.2.3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: C-MOVE/C-GET identifier '1.2.3' at level series lacks ...
+    """
+    keys = _RETRIEVE_KEYS[level]
+    single = isinstance(dicom_ids, (str, Mapping)) or (
+        isinstance(dicom_ids, tuple) and len(keys) > 1
+        and all(isinstance(uid, str) for uid in dicom_ids))
+    resources = []
+    for item in [dicom_ids] if single else list(dicom_ids):
+        if isinstance(item, Mapping):
+            resource = dict(item)
+        elif isinstance(item, str):
+            resource = {keys[-1]: item}
+        elif isinstance(item, tuple) and len(item) == len(keys) > 1:
+            resource = dict(zip(keys, item))
+        else:
+            raise OrthancValueError(
+                f"C-MOVE/C-GET identifier {item!r} at level {level}: give a UID, a dict of "
+                f"UIDs or a tuple ({', '.join(keys)})")
+        missing = [key for key in keys if not resource.get(key)]
+        if missing:
+            raise OrthancValueError(
+                f"C-MOVE/C-GET identifier {item!r} at level {level} lacks "
+                f"{', '.join(missing)}: below the study, pass a (study_uid, series_uid"
+                "[, sop_uid]) tuple or a dict of UIDs")
+        resources.append(resource)
+    return resources
+
+
+def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, timeout):
+    """Check a retrieve's arguments (and the server for C-GET).
+
+    Returns ``(path, body, read timeout)`` for ``_dicom_timeouts(timeout, 600)``.
     """
     level = _level(level)
-    resources = [dict(item) if isinstance(item, dict) else {_LEVEL_UID[level]: item}
-                 for item in _as_list(dicom_ids)]
+    if method not in _RETRIEVE_ROUTES:
+        raise OrthancValueError(f"method must be 'C-MOVE' or 'C-GET', got {method!r}")
+    if method == "C-GET" and target_aet is not None:
+        raise OrthancValueError("C-GET retrieves into this Orthanc only: no target_aet")
     dicom, read = _dicom_timeouts(timeout, 600)
-    body = {"Level": _ORTHANC_LEVEL[level], "Resources": resources, "Timeout": dicom}
+    body = {"Level": _ORTHANC_LEVEL[level], "Resources": _retrieve_identifiers(level, dicom_ids),
+            "Timeout": dicom}
     if target_aet is not None:
         body["TargetAet"] = target_aet
-    path = _modality_path(modality, "move")
-    if get_version(conn) >= FEATURES["asynchronous_move"]:
-        _run_job(conn, path, body, timeout=timeout)
+    if method == "C-GET":
+        _require(conn, "c_get")
+    return _modality_path(modality, _RETRIEVE_ROUTES[method]), body, read
+
+
+def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, *,
+                             method="C-MOVE", priority=None, user_data=None):
+    """Start a retrieve from a modality as an Orthanc job; return the job id at once.
+
+    Arguments as in ``modality_retrieve``; ``priority`` and ``user_data``: see
+    ``merge_study``. The finished job's ``Content`` lists what
+    arrived (Orthanc: ``Content.Details[i].ReceivedInstancesIds``, on the versions that
+    report it). Orthanc: POST /modalities/{name}/move (asynchronous: 1.11.1) or
+    /modalities/{name}/get (1.12.6).
+    """
+    path, body, _ = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                      None)
+    if method == "C-MOVE":
+        _require(conn, "asynchronous_move")
+    return _start_job(conn, path, body, priority=priority, user_data=user_data)
+
+
+def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None,
+                      method="C-MOVE", priority=None, user_data=None):
+    """Retrieve resources from a modality into this Orthanc (C-MOVE or C-GET); wait for it.
+
+    ``dicom_ids``: one identifier or a list. At the patient and study levels an identifier is
+    the ``PatientID`` / ``StudyInstanceUID``; below the study it carries its parents: a
+    ``(study_uid, series_uid[, sop_uid])`` tuple or Orthanc's own dict
+    (``{"StudyInstanceUID": ..., "SeriesInstanceUID": ...}``; one dict is one identifier). A
+    bare series or instance UID raises ``OrthancValueError`` before any request (find its
+    study with ``modality_query`` first). ``method="C-MOVE"`` asks the remote to send to this
+    Orthanc's AET (or ``target_aet``); ``"C-GET"`` (Orthanc 1.12.6) receives on the same
+    association, with no need for the remote to know this Orthanc. From Orthanc 1.11.1 the
+    retrieve runs as a job waited for at most ``timeout`` s (None: one hour); a C-MOVE on
+    older servers is one synchronous call whose read timeout is ``timeout`` (default 600 s).
+    A failed retrieve raises ``JobFailed`` or ``HttpError`` carrying Orthanc's details
+    (but Orthanc 1.12.7 ends a C-GET from a remote that never answers in success, as if
+    nothing matched). ``priority`` and ``user_data``: see ``merge_study`` (on a server
+    older than 1.11.1, ``priority`` goes to the synchronous call).
+    Orthanc: POST /modalities/{name}/move or /modalities/{name}/get.
+    """
+    path, body, read = _retrieve_request(conn, modality, level, dicom_ids, target_aet, method,
+                                         timeout)
+    if method == "C-GET" or get_version(conn) >= FEATURES["asynchronous_move"]:
+        _run_job(conn, path, body, timeout=timeout, priority=priority, user_data=user_data)
     else:
-        _post(conn, path, body, timeout=read)
+        if user_data is not None:
+            _require(conn, "job_user_data")
+        _post(conn, path, dict(body, **_job_options(priority)), timeout=read)
 
 
-def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None):
-    """C-MOVE one study from a modality into this Orthanc and return its local orthanc id.
+def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE",
+                            priority=None, user_data=None):
+    """Retrieve one study from a modality into this Orthanc and return its local orthanc id.
 
-    See ``modality_retrieve``. Raises ``OrthancError`` if the move ended without the study
+    See ``modality_retrieve``. Raises ``OrthancError`` if the retrieve ended without the study
     arriving (a remote that sends asynchronously after answering, for instance).
     """
-    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout)
+    modality_retrieve(conn, modality, STUDIES, dicom_id, timeout=timeout, method=method,
+                      priority=priority, user_data=user_data)
     orthanc_id = lookup(conn, STUDIES, dicom_id)
     if orthanc_id is None:
-        raise OrthancError(f"C-MOVE of study {dicom_id} from modality {modality!r} ended, but "
-                           f"{conn.url} has no such study")
+        raise OrthancError(f"{method} of study {dicom_id} from modality {modality!r} ended, "
+                           f"but {conn.url} has no such study")
     return orthanc_id
 
 
-def modality_send_as_job(conn, modality, orthanc_ids):
+def modality_send_as_job(conn, modality, orthanc_ids, *, priority=None, user_data=None):
     """Start a C-STORE of resources (any level) to a modality; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study``.
     Orthanc: POST /modalities/{name}/store (asynchronous).
     """
     return _start_job(conn, _modality_path(modality, "store"),
-                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT})
+                      {"Resources": _as_list(orthanc_ids), "Timeout": _DICOM_TIMEOUT},
+                      priority=priority, user_data=user_data)
 
 
-def modality_send(conn, modality, orthanc_ids, timeout=None):
+def modality_send(conn, modality, orthanc_ids, timeout=None, *, priority=None, user_data=None):
     """C-STORE resources (any level) to a modality and return the job's ``Content``.
 
     ``Content`` holds ``InstancesCount``, ``FailedInstancesCount``, ``RemoteAet``...
@@ -2519,8 +3189,9 @@ def modality_send(conn, modality, orthanc_ids, timeout=None):
     by the DICOM timeout). A refused or failed association raises ``JobFailed`` whose message
     carries Orthanc's ``ErrorDetails``. See ``modality_send_as_job``.
     """
-    return wait_job(conn, modality_send_as_job(conn, modality, orthanc_ids),
-                    timeout=timeout)["Content"]
+    job_id = modality_send_as_job(conn, modality, orthanc_ids, priority=priority,
+                                  user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def get_modalities(conn):
@@ -2553,20 +3224,23 @@ def _peer_path(peer, action=None):
     return path if action is None else f"{path}/{action}"
 
 
-def peer_send_as_job(conn, peer, orthanc_ids):
+def peer_send_as_job(conn, peer, orthanc_ids, *, priority=None, user_data=None):
     """Start sending resources (any level) to an Orthanc peer over HTTP; return the job id.
 
+    ``priority`` and ``user_data``: see ``merge_study``.
     Orthanc: POST /peers/{name}/store (asynchronous).
     """
-    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)})
+    return _start_job(conn, _peer_path(peer, "store"), {"Resources": _as_list(orthanc_ids)},
+                      priority=priority, user_data=user_data)
 
 
-def peer_send(conn, peer, orthanc_ids, timeout=None):
+def peer_send(conn, peer, orthanc_ids, timeout=None, *, priority=None, user_data=None):
     """Send resources to an Orthanc peer and return the job's ``Content``.
 
     ``timeout``: seconds to wait for the job (None: one hour). See ``peer_send_as_job``.
     """
-    return wait_job(conn, peer_send_as_job(conn, peer, orthanc_ids), timeout=timeout)["Content"]
+    job_id = peer_send_as_job(conn, peer, orthanc_ids, priority=priority, user_data=user_data)
+    return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
 def get_peers(conn):
@@ -2659,14 +3333,25 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     wait_job(peer_conn, remote_job, timeout=timeout)
 
 
-def dicomweb_send(conn, server, orthanc_ids, *, timeout=None):
+def dicomweb_send_as_job(conn, server, orthanc_ids, *, priority=None, user_data=None):
+    """Start sending resources (any level) to a DICOMweb server with STOW-RS; return the job id.
+
+    ``priority`` and ``user_data``: see ``merge_study`` (the DICOMweb plugin keeps the
+    priority but drops the user data, even on Orthanc 1.13).
+    Orthanc: POST /dicom-web/servers/{name}/stow with ``"Synchronous": false`` (DICOMweb plugin).
+    """
+    return _start_job(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
+                      {"Resources": _as_list(orthanc_ids), "Synchronous": False},
+                      priority=priority, user_data=user_data)
+
+
+def dicomweb_send(conn, server, orthanc_ids, *, timeout=None, priority=None, user_data=None):
     """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
 
-    ``timeout``: seconds to wait for the job (None: one hour).
-    Orthanc: POST /dicom-web/servers/{name}/stow (DICOMweb plugin).
+    ``timeout``: seconds to wait for the job (None: one hour). See ``dicomweb_send_as_job``.
     """
-    job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/stow",
-                   {"Resources": _as_list(orthanc_ids), "Synchronous": False})["ID"]
+    job_id = dicomweb_send_as_job(conn, server, orthanc_ids, priority=priority,
+                                  user_data=user_data)
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
@@ -2908,7 +3593,9 @@ def instances_set_from_instances(conn, instances_ids):
 
 
 def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(),
-                         keep_source=True, force=False, *, timeout=600.0):
+                         keep_source=True, force=False, *, timeout=600.0, transcode=None,
+                         priority=None, permissive=False, private_creator=None,
+                         keep_labels=False, user_data=None):
     """Modify every instance of ``s`` and return the set of the modified instances.
 
     ``replace_tags``, ``remove_tags``, ``keep_tags`` and ``force`` are Orthanc's ``Replace``,
@@ -2917,7 +3604,8 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     does it and the returned set is of the new study; Orthanc 1.10 refuses: ``JobFailed``
     with its reason). The job is waited for at most ``timeout`` seconds. Orthanc always
     keeps the sources; with ``keep_source=False`` they are deleted afterwards, only once
-    every modified instance is confirmed on the server.
+    every modified instance is confirmed on the server. ``transcode``, ``priority``,
+    ``permissive``, ``private_creator``, ``keep_labels`` and ``user_data`` as in ``modify``.
 
     Keeping the UIDs (``keep_tags=["StudyInstanceUID", "SeriesInstanceUID",
     "SOPInstanceUID"]``, which needs ``force=True``) rewrites each instance in place, with
@@ -2934,8 +3622,11 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     """
     if not s:
         return s
-    body = dict(_modification_body(replace_tags, remove_tags, keep_tags, force),
-                Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
+    body = dict(_modification_body(
+        conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
+        permissive=permissive, private_creator=private_creator, keep_labels=keep_labels,
+        priority=priority, user_data=user_data),
+        Resources=list(s.instances_ids), Level="Instance", KeepSource=True)
     in_place = _touches_uids(body)  # then compare the stored files before and after
     files_before = {one["ID"]: one["FileUuid"]
                     for one in _bulk_content(conn, "Instance", s.instances_ids)} if in_place else {}
@@ -2970,17 +3661,17 @@ def delete_instances_set(conn, s):
         _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
 
 
-def download_instances_set(conn, s, path, *, progress=None):
+def download_instances_set(conn, s, path, *, progress=None, transcode=None, media=False):
     """Save the instances of ``s`` as one ZIP archive at ``path``, streamed; return ``path``.
 
-    Progress and partial files as in ``download_archive``.
-    Orthanc: POST /tools/create-archive (synchronous, streamed since 1.9.4).
+    With ``media``, a ZIP with a DICOMDIR (as ``download_media``). Progress, partial files
+    and ``transcode`` as in ``download_archive``.
+    Orthanc: POST /tools/create-archive or /tools/create-media (synchronous, streamed).
     """
     if not s:
         raise OrthancValueError("download_instances_set: the set has no instance")
-    return _save(conn, "POST", "/tools/create-archive", path, progress, timeout=600,
-                 zip_file=True,
-                 json_body={"Resources": list(s.instances_ids), "Synchronous": True})
+    return _save_zip_of(conn, "media" if media else "archive", s.instances_ids, path,
+                        progress, transcode, timeout=600)
 
 
 def _instances_set_of(study_id, instances):
@@ -3024,6 +3715,467 @@ def _not_overwritten(conn, cause):
             "configuration; the original instances are untouched")
 
 
+# ==== Pipelines ====
+
+_HANDLER_ATTEMPTS = 5  # calls of a failing change handler before the failure is reported
+_HANDLER_BACKOFF = 0.5  # seconds before its first retry, doubling up to _HANDLER_BACKOFF_MAX
+_HANDLER_BACKOFF_MAX = 30.0
+_WATCH_PAGE = 100  # changes fetched per request by watch_changes
+
+
+def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, workers=1,
+                  poll_interval=1.0, stop=None, on_error=None, attempts=_HANDLER_ATTEMPTS,
+                  page_size=_WATCH_PAGE):
+    """Call ``handler(change)`` for every change of the log after a position, until ``stop``.
+
+    Starts after the ``Seq`` stored in the ``cursor`` file when it exists, else after
+    ``since`` (default 0: the whole log). Each change (Orthanc's dict: ``ChangeType``,
+    ``ID``, ``ResourceType``, ``Seq``...) is handled at least once: the cursor file is
+    rewritten atomically, and only up to the last change whose handler returned along with
+    every earlier one, so a process killed at any point resumes without skipping anything
+    (the changes in flight are handled again). ``change_types`` (one or several, e.g.
+    ``"StableStudy"``) filters on the server where it can (Orthanc >= 1.12.5 with
+    ``HasExtendedChanges``), here otherwise. Handlers run in threads of the watch's own (one
+    with ``workers=1``, every change in log order); ``workers`` > 1 runs them in parallel,
+    the changes of one resource still one after the other, in order. A handler that raises is
+    called again after 0.5 s, 1 s, 2 s... up to ``attempts`` calls in all, then
+    ``on_error(change, exception)`` is called (without it, an error is logged) and the watch
+    goes on. When the server cannot be reached the watch waits and asks again. Returns None
+    once ``stop`` (a ``threading.Event``) is set: the handlers running finish, no new one
+    starts, and the cursor is saved. Without ``stop`` it runs until interrupted.
+    Orthanc: GET /changes every ``poll_interval`` s when the log has nothing new. Example::
+
+        watch_changes(conn, forward, change_types="StableStudy", cursor="seen.txt", stop=stop)
+    """
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = None if change_types is None else _as_list(change_types)
+    server_filter = None  # known once the server answers: can it filter by type?
+    position = _read_cursor(cursor)
+    if position is None:
+        position = int(since or 0)
+    saved = position
+    halt = threading.Event()  # our own: the caller's ``stop`` is only read
+    stopping = (lambda: halt.is_set() or (stop is not None and stop.is_set()))
+    pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="orthanc_fn-watch")
+    try:
+        while not stopping():
+            try:
+                if server_filter is None:
+                    server_filter = wanted is not None and \
+                        _unsupported(conn, "extended_changes") is None
+                page = _changes_page(conn, position, page_size, None,
+                                     wanted if server_filter else None)
+            except (OrthancConnectionError, OrthancTimeout) as exc:
+                _log.warning("watch_changes: %s; asking again in %s s", exc, poll_interval)
+                _pause(max(float(poll_interval), 1.0), stopping)
+                continue
+            changes = [change for change in page.changes
+                       if wanted is None or server_filter or change["ChangeType"] in wanted]
+            groups = {}  # one worker: every change in order; more: each resource's in order
+            for change in changes:
+                groups.setdefault(change["ID"] if int(workers) > 1 else None, []).append(change)
+            finished = queue.SimpleQueue()  # Seq of each handled change, from the workers
+            submitted = [pool.submit(_handle_changes, handler, group, stopping, attempts,
+                                     on_error, finished) for group in groups.values()]
+            pending, handled, futures = [change["Seq"] for change in changes], set(), submitted
+            while futures or not finished.empty():
+                try:
+                    handled.add(finished.get(timeout=0.2))
+                    while not finished.empty():
+                        handled.add(finished.get_nowait())
+                except queue.Empty:
+                    pass
+                futures = [future for future in futures if not future.done()]
+                reached = _handled_up_to(pending, handled, position, page.last)
+                if reached > saved:
+                    _write_cursor(cursor, reached)
+                    saved = reached
+            for future in submitted:
+                future.result()  # on_error raised: the watch ends, the cursor kept so far
+            if _handled_up_to(pending, handled, position, page.last) < page.last:
+                break  # stopped in the middle of the page
+            position = max(page.last, position)
+            if position > saved:
+                _write_cursor(cursor, position)
+                saved = position
+            if page.done:
+                _pause(float(poll_interval), stopping)
+    finally:
+        halt.set()
+        pool.shutdown(wait=True)
+    return None
+
+
+def _pause(seconds, stopping):
+    """Sleep ``seconds`` in short steps; return early once ``stopping()`` is true."""
+    deadline = time.monotonic() + seconds
+    while not stopping():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(0.05, remaining))
+
+
+def _handled_up_to(pending, handled, start, last):
+    """The position the cursor may hold: every change up to it was handled.
+
+    ``pending`` lists the page's changes (``Seq``, ascending), ``handled`` those done.
+
+    >>> _handled_up_to([5, 7, 9], {5, 9}, 3, 12), _handled_up_to([5, 7], {5, 7}, 3, 12)
+    (6, 12)
+    """
+    for seq in pending:
+        if seq not in handled:
+            return max(start, seq - 1)
+    return last
+
+
+def _handle_changes(handler, changes, stopping, attempts, on_error, finished):
+    """Handle one resource's changes in order; put each handled ``Seq`` in ``finished``."""
+    for change in changes:
+        if stopping():
+            return
+        delay = _HANDLER_BACKOFF
+        for attempt in range(1, max(1, int(attempts)) + 1):
+            try:
+                handler(change)
+                break
+            except Exception as exc:  # the handler's own: retried, then reported
+                if attempt >= attempts:
+                    if on_error is None:
+                        _log.error("watch_changes: handler failed %d times on change %s "
+                                   "(%s %s): %s", attempt, change.get("Seq"),
+                                   change.get("ChangeType"), change.get("ID"), exc)
+                    else:
+                        on_error(change, exc)
+                    break
+                _log.warning("watch_changes: handler failed on change %s (%s); retrying "
+                             "in %.1f s", change.get("Seq"), exc, delay)
+                _pause(delay, stopping)
+                if stopping():
+                    return
+                delay = min(2 * delay, _HANDLER_BACKOFF_MAX)
+        finished.put(change["Seq"])
+
+
+def _read_cursor(path):
+    """The ``Seq`` stored in a cursor file, or None when there is no such file."""
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit():
+        raise OrthancValueError(f"cursor file {os.fspath(path)!r} does not hold a change "
+                                f"number (Seq): {text[:40]!r}")
+    return int(text)
+
+
+def _write_cursor(path, seq):
+    """Store ``seq`` in the cursor file atomically (a whole new file renamed over the old)."""
+    if path is None:
+        return
+    path = os.fspath(path)
+    partial = path + ".part"
+    with open(partial, "w") as f:
+        f.write(f"{int(seq)}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+class SyncReport(NamedTuple):
+    """What ``sync`` did: ``copied`` and ``present`` (Orthanc ids of the resources sent, and of
+    those ``dst`` already had), ``failed`` as ``(id, reason)`` pairs, ``seconds`` taken."""
+    copied: list
+    present: list
+    failed: list
+    seconds: float
+
+
+class Comparison(NamedTuple):
+    """What ``compare`` found: Orthanc ids ``only_src``, ``only_dst``, and ``different`` (in
+    both, with a different number of instances)."""
+    only_src: list
+    only_dst: list
+    different: list
+
+
+_SYNC_METHODS = ("peer", "dicomweb", "transfers", "copy")
+_SYNC_CHUNK = 500  # resources compared and copied per round
+_SYNC_BATCH = 500  # at most this many instances per Orthanc job
+_CHILDREN = {PATIENTS: ("Patient", "Studies"), STUDIES: ("Study", "Series"),
+             SERIES: ("Series", "Instances")}
+
+
+def sync(src, dst, *, level="studies", query=None, since=None, method="auto", verify=True,
+         workers=4, progress=None, timeout=None):
+    """Copy to ``dst`` the resources of ``src`` it lacks; return a ``SyncReport``.
+
+    The resources are those of ``level`` on ``src`` (matching ``query``, a ``find`` query,
+    when given; with ``since``, only those the change log names after that ``Seq``, such as
+    a study that became stable again after new instances arrived). They are compared by
+    their Orthanc ids, which are the same on every server: an instance ``dst`` has is never
+    sent again, so running ``sync`` once more after it was interrupted (even killed) copies
+    only the rest. ``method``: ``"peer"`` (``src`` lists ``dst`` among its Orthanc peers: a
+    peer job), ``"dicomweb"`` (``src`` lists ``dst``'s DICOMweb root among its servers: a
+    STOW-RS job), ``"transfers"`` (the Transfers accelerator plugin on both), ``"copy"`` (each
+    file downloaded from ``src`` and uploaded to ``dst`` here), or ``"auto"``: the first of
+    these that is configured. Jobs carry at most 500 instances and ``workers`` run at once
+    (as do the copies); before comparing, ``sync`` waits for ``src``'s unfinished jobs a
+    killed run may have left (peer jobs to ``dst``; any STOW-RS job, as Orthanc does not show
+    their target), so that nothing is sent twice. With ``verify``,
+    every instance of the resources is checked on ``dst`` by the MD5 of its stored file
+    where both servers keep it (``StoreMD5ForAttachments``, on by default); a difference is
+    a failure, never overwritten. A resource is ``copied`` once every instance is on ``dst``
+    (and verified), ``failed`` otherwise. ``progress(done, total)`` counts resources, from
+    the calling thread. ``timeout`` bounds each job wait (None: one hour).
+    Orthanc: GET /{level} or POST /tools/find, POST /tools/bulk-content on both servers,
+    GET /instances/{id}/attachments/dicom/md5, and the method's own routes. Example::
+
+        copied, present, failed, seconds = sync(src, dst, method="peer")
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.monotonic()
+    level = _level(level)
+    method, target = _sync_route(src, dst, method)
+    _wait_unfinished_jobs(src, dst, method, timeout)
+    ids = _sync_ids(src, level, query, since)
+    copied, present, failed = [], [], []
+    with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="orthanc_fn-sync") as pool:
+        for first in range(0, len(ids), _SYNC_CHUNK):
+            chunk = ids[first:first + _SYNC_CHUNK]
+            tree = _instances_by_resource(src, level, chunk)
+            wanted = sorted({i for instances in tree.values() for i in instances})
+            on_dst = _existing_instances(dst, wanted)
+            missing = [i for i in wanted if i not in on_dst]
+            errors = _sync_chunk(src, dst, method, target, missing,
+                                 [i for i in wanted if i in on_dst] if verify else [],
+                                 verify, pool, int(workers), timeout)
+            for resource_id in chunk:
+                instances = tree.get(resource_id)
+                if not instances:
+                    continue  # deleted from src meanwhile
+                bad = [i for i in instances if i in errors]
+                if bad:
+                    failed.append((resource_id, f"{len(bad)} of {len(instances)} instances: "
+                                                f"{bad[0]}: {errors[bad[0]]}"))
+                elif all(i in on_dst for i in instances):
+                    present.append(resource_id)
+                else:
+                    copied.append(resource_id)
+            if progress is not None:
+                progress(min(first + len(chunk), len(ids)), len(ids))
+    return SyncReport(copied, present, failed, time.monotonic() - start)
+
+
+def compare(src, dst, *, level="studies", query=None):
+    """Tell what differs between two servers at ``level``: a ``Comparison``.
+
+    ``only_src`` and ``only_dst`` are the Orthanc ids (the same on every server) of the
+    resources (matching ``query`` when given) on one side only; ``different`` those on both
+    whose instance counts differ. Lists are sorted. Orthanc: GET /{level} or
+    POST /tools/find, then POST /tools/bulk-content on both servers.
+    """
+    level = _level(level)
+    on_src = set(_sync_ids(src, level, query, None))
+    on_dst = set(_sync_ids(dst, level, query, None))
+    both = sorted(on_src & on_dst)
+    different = []
+    for first in range(0, len(both), _SYNC_CHUNK):
+        chunk = both[first:first + _SYNC_CHUNK]
+        counts = [{key: len(value) for key, value in
+                   _instances_by_resource(conn, level, chunk).items()} for conn in (src, dst)]
+        different += [i for i in chunk if counts[0].get(i) != counts[1].get(i)]
+    return Comparison(sorted(on_src - on_dst), sorted(on_dst - on_src), different)
+
+
+def _same_server(url, other):
+    """Tell whether two server URLs name the same place (trailing slash and case aside).
+
+    >>> _same_server("http://H:8042/", "http://h:8042"), _same_server("http://h:1", "http://h:2")
+    (True, False)
+    """
+    def key(text):
+        parts = urlsplit(str(text).strip())
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port, \
+            parts.path.rstrip("/")
+    return key(url) == key(other)
+
+
+def _sync_route(src, dst, method):
+    """Return ``(method, name)``: the method ``sync`` uses and the peer or server it targets.
+
+    ``"auto"`` takes the first of ``_SYNC_METHODS`` configured on ``src`` for ``dst``; an
+    explicit method that is not configured raises ``OrthancValueError`` saying what is missing.
+    """
+    if method != "auto" and method not in _SYNC_METHODS:
+        raise OrthancValueError(f"sync method must be auto or one of "
+                                f"{', '.join(_SYNC_METHODS)}, got {method!r}")
+    found = {}
+    if method in ("auto", "peer", "transfers"):
+        found["peer"] = next((name for name, peer in get_peers(src).items()
+                              if _same_server(peer.get("Url", ""), dst.url)), None)
+    if method in ("auto", "dicomweb"):
+        servers = _get(src, "/dicom-web/servers?expand") if has_plugin(src, "dicom-web") else {}
+        found["dicomweb"] = next((name for name, server in servers.items()
+                                  if _same_server(server.get("Url", ""), dst.url + "/dicom-web")),
+                                 None)
+    if method in ("auto", "transfers"):
+        found["transfers"] = found["peer"] if found["peer"] and has_plugin(src, "transfers") \
+            and has_plugin(dst, "transfers") else None
+    found["copy"] = "copy"
+    for candidate in _SYNC_METHODS if method == "auto" else (method,):
+        if found.get(candidate):
+            return candidate, found[candidate]
+    needs = {"peer": f"an Orthanc peer of {src.url} at {dst.url} (configure_peer)",
+             "dicomweb": f"a DICOMweb server of {src.url} at {dst.url}/dicom-web",
+             "transfers": f"the Transfers plugin on both servers and {dst.url} as a peer of "
+                          f"{src.url}"}
+    raise OrthancValueError(f"sync method {method!r} needs {needs[method]}")
+
+
+_SYNC_JOB_TYPES = {"peer": "OrthancPeerStore", "dicomweb": "DicomWebStowClient"}
+
+
+def _wait_unfinished_jobs(src, dst, method, timeout):
+    """Wait for ``src``'s pending or running jobs of ``method`` to ``dst`` (a killed run's).
+
+    Peer jobs name their peer's URL; STOW-RS jobs name no target, so all are waited for.
+    """
+    kind = _SYNC_JOB_TYPES.get(method)
+    if kind is None:
+        return
+    for job in _get(src, "/jobs?expand"):
+        peer = (job.get("Content") or {}).get("Peer") or [dst.url]
+        if job.get("Type") == kind and job.get("State") in ("Pending", "Running") \
+                and _same_server(peer[0], dst.url):
+            try:
+                wait_job(src, job["ID"], timeout=timeout)
+            except JobFailed:
+                pass  # what it did not send is sent now
+
+
+def _sync_ids(conn, level, query, since):
+    """The sorted ids of the resources ``sync`` and ``compare`` look at."""
+    if since is not None:
+        kind = _ORTHANC_LEVEL[level]
+        ids = {change["ID"] for change in iter_changes(conn, since)
+               if change["ResourceType"] == kind and change["ChangeType"] != "Deleted"}
+        if query is not None:
+            ids &= set(iter_find(conn, level, query, expand=False))
+        return sorted(ids)
+    if query is not None:
+        return sorted(iter_find(conn, level, query, expand=False))
+    return sorted(get_all_ids(conn, level))
+
+
+def _instances_by_resource(conn, level, ids):
+    """Map each resource id to its instance ids; a resource the server lacks maps to [].
+
+    One POST /tools/bulk-content per level below ``level`` (none for instances, which map to
+    themselves).
+    """
+    tree = {orthanc_id: [orthanc_id] for orthanc_id in ids}
+    while level != INSTANCES:
+        kind, key = _CHILDREN[level]
+        parents = {i for children in tree.values() for i in children}
+        children = {one["ID"]: one[key] for one in _bulk_content(conn, kind, parents)}
+        tree = {resource: [c for i in found for c in children.get(i, ())]
+                for resource, found in tree.items()}
+        level = LEVELS[LEVELS.index(level) + 1]
+    return tree
+
+
+def _existing_instances(conn, instances_ids):
+    """The set of the given instance ids the server has (one POST /tools/bulk-content)."""
+    if not instances_ids:
+        return set()
+    return {one["ID"] for one in _bulk_content(conn, "Instance", instances_ids)}
+
+
+def _sync_chunk(src, dst, method, target, missing, present, verify, pool, workers, timeout):
+    """Send ``missing``, check each arrived and, with ``verify``, compare the MD5 of those and
+    of ``present`` on both servers; return ``{instance id: reason}`` of the failures.
+
+    ``pool`` runs the batches (jobs of at most ``_SYNC_BATCH`` instances, at least
+    ``workers`` of them when there are enough; 50 copies each for ``"copy"``): the checks of
+    one batch overlap the sending of the others.
+    """
+    def send_and_check(batch):
+        errors = _sync_send(src, dst, method, target, batch, timeout)
+        arrived = _existing_instances(dst, batch)
+        for instance_id in batch:
+            if instance_id not in arrived:
+                errors.setdefault(instance_id, f"not on {dst.url} after the {method} copy")
+        if verify:
+            errors.update(_md5_differences(src, dst, [i for i in batch if i in arrived]))
+        return errors
+
+    size = 50 if method == "copy" else \
+        max(1, min(_SYNC_BATCH, -(-len(missing) // max(1, workers))))
+    futures = [pool.submit(send_and_check, missing[n:n + size])
+               for n in range(0, len(missing), size)]
+    futures += [pool.submit(_md5_differences, src, dst, present[n:n + 100])
+                for n in range(0, len(present), 100)]
+    errors = {}
+    for future in futures:
+        errors.update(future.result())
+    return errors
+
+
+def _sync_send(src, dst, method, target, instances_ids, timeout):
+    """Send one batch of instances from ``src`` to ``dst``; return ``{id: reason}`` of what
+    surely failed (``"copy"``: each file downloaded and uploaded here; else one job)."""
+    if method == "copy":
+        errors = {}
+        for instance_id in instances_ids:
+            try:
+                _store(dst, get_file(src, instance_id))
+            except OrthancError as exc:
+                errors[instance_id] = _reason(exc)
+        return errors
+    try:
+        if method == "peer":
+            peer_send(src, target, instances_ids, timeout=timeout)
+        elif method == "dicomweb":
+            dicomweb_send(src, target, instances_ids, timeout=timeout)
+        else:
+            transfers_send(src, target, instances_ids, INSTANCES, timeout=timeout,
+                           peer_conn=dst)
+        return {}
+    except OrthancError as exc:
+        return dict.fromkeys(instances_ids, _one_line(exc))
+
+
+def _md5_differences(src, dst, instances_ids):
+    """``{instance id: reason}`` for instances whose stored files differ on the two servers.
+
+    Instances whose MD5 one server does not keep are not compared.
+    """
+    def md5(conn, instance_id):
+        try:
+            return _get(conn, f"/instances/{_segment(instance_id)}/attachments/dicom/md5",
+                        raw=True).decode().strip()
+        except NotFound:
+            return "missing"
+        except HttpError:
+            return None  # this server does not keep MD5s (StoreMD5ForAttachments false)
+
+    differences = {}
+    for instance_id in instances_ids:
+        ours, theirs = md5(src, instance_id), md5(dst, instance_id)
+        if ours and theirs and ours != theirs:
+            differences[instance_id] = (f"the file differs on {dst.url} (MD5 {theirs}, "
+                                        f"{ours} on {src.url})")
+    return differences
+
+
 # ==== Command line ====
 
 _CLI_EPILOG = """\
@@ -3032,6 +4184,8 @@ environment:
   ORTHANC_USER      user for HTTP basic auth, with ORTHANC_PASSWORD
   ORTHANC_PASSWORD  password (never needed on the command line)
   ORTHANC_TOKEN     Authorization header value instead of basic auth (a bare token gets Bearer)
+  ORTHANC_DST_USER, ORTHANC_DST_PASSWORD, ORTHANC_DST_TOKEN
+                    the same for the second server of sync and compare (DST_URL)
 
 Data goes to stdout as JSON (one document, or JSON lines for find); progress and errors go
 to stderr. Exit status: 0 on success, 1 when something failed, 2 for a usage error.
@@ -3054,7 +4208,8 @@ def main(argv=None):
         return exc.code
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    hidden = [os.environ.get(name) for name in ("ORTHANC_PASSWORD", "ORTHANC_TOKEN")]
+    hidden = [os.environ.get(name) for name in ("ORTHANC_PASSWORD", "ORTHANC_TOKEN",
+                                                "ORTHANC_DST_PASSWORD", "ORTHANC_DST_TOKEN")]
     try:
         return args.run(_cli_connection(args.url), args)
     except BrokenPipeError:  # `| head`: stop quietly, and keep Python from complaining at exit
@@ -3073,11 +4228,12 @@ def main(argv=None):
         return 130
 
 
-def _cli_connection(url):
+def _cli_connection(url, prefix="ORTHANC_"):
+    """The server at ``url`` with the credentials of ``{prefix}USER``, ``PASSWORD``, ``TOKEN``."""
     env = os.environ
-    user, token = env.get("ORTHANC_USER"), env.get("ORTHANC_TOKEN")
-    auth = (user, env.get("ORTHANC_PASSWORD", "")) if user else None
-    return Connection(url or env.get("ORTHANC_URL") or "http://localhost:8042", auth=auth,
+    user, token = env.get(prefix + "USER"), env.get(prefix + "TOKEN")
+    auth = (user, env.get(prefix + "PASSWORD", "")) if user else None
+    return Connection(url or env.get(prefix + "URL") or "http://localhost:8042", auth=auth,
                       token=token or None)
 
 
@@ -3180,6 +4336,55 @@ def _cli_parser(argparse):
     target.add_argument("--peer", metavar="NAME", help="send to this configured Orthanc peer")
     sub.add_argument("orthanc_ids", nargs="+", metavar="ID")
     sub.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after that")
+
+    sub = command("watch", _cli_watch,
+                  "follow the change log: print each change as a JSON line, or run a command",
+                  epilog="example: orthanc_fn watch --type StableStudy --cursor seen.txt "
+                         "--exec 'forward.sh {id}'\nStops on Ctrl-C or SIGTERM, the cursor "
+                         "saved.")
+    sub.add_argument("--type", dest="change_types", action="append", metavar="CHANGE",
+                     help="only this ChangeType, e.g. StableStudy (repeat for several)")
+    sub.add_argument("--since", type=int, default=0, metavar="SEQ",
+                     help="start after this change number when there is no cursor file")
+    sub.add_argument("--cursor", metavar="FILE",
+                     help="file holding the last change handled: resume from it, keep it up "
+                          "to date")
+    sub.add_argument("--exec", dest="exec_command", metavar="CMD",
+                     help="run CMD for each change ({id}, {type}, {seq}, {level} replaced); "
+                          "a failure is retried, then reported on stderr")
+    sub.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                     help="handle N changes at once (one resource's changes stay in order)")
+    sub.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                     help="wait between two looks at an idle log (default 1)")
+    sub.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="longest run of one --exec command (default 600)")
+
+    for name, run, summary in (
+            ("sync", _cli_sync, "copy to DST_URL the resources of SRC_URL it lacks; prints "
+                                "the report"),
+            ("compare", _cli_compare, "list what is only on SRC_URL, only on DST_URL, or on "
+                                      "both with a different instance count")):
+        sub = command(name, run, summary,
+                      epilog="Credentials: SRC from ORTHANC_USER/PASSWORD/TOKEN, DST from "
+                             "ORTHANC_DST_USER/PASSWORD/TOKEN.")
+        sub.add_argument("src_url", metavar="SRC_URL")
+        sub.add_argument("dst_url", metavar="DST_URL")
+        sub.add_argument("query", nargs="*", type=pair, metavar="KEY=VALUE",
+                         help="only the resources matching these DICOM tags")
+        sub.add_argument("--level", type=level, default=STUDIES,
+                         help="patients, studies (default), series or instances")
+    sub = commands.choices["sync"]
+    sub.add_argument("--method", choices=("auto",) + _SYNC_METHODS, default="auto",
+                     help="how to copy (default: the first configured of peer, dicomweb, "
+                          "transfers, copy)")
+    sub.add_argument("--since", type=int, metavar="SEQ",
+                     help="only resources the change log names after this change number")
+    sub.add_argument("--no-verify", dest="verify", action="store_false",
+                     help="skip the MD5 check of each instance on DST_URL")
+    sub.add_argument("-j", "--jobs", type=int, default=4, metavar="N",
+                     help="jobs or copies at once (default 4)")
+    sub.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="longest wait for one job (default one hour)")
     return parser
 
 
@@ -3271,6 +4476,65 @@ def _cli_send(conn, args):
         _cli_print(modality_send(conn, args.modality, args.orthanc_ids, timeout=args.timeout))
     else:
         _cli_print(peer_send(conn, args.peer, args.orthanc_ids, timeout=args.timeout))
+    return 0
+
+
+def _cli_watch(conn, args):
+    import signal
+    import subprocess
+    import sys
+
+    stop, lock = threading.Event(), threading.Lock()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    def show(change):
+        with lock:
+            sys.stdout.write(json.dumps(change) + "\n")
+            sys.stdout.flush()
+
+    def run(change):
+        import shlex
+        fields = {"{id}": change["ID"], "{type}": change["ChangeType"],
+                  "{seq}": str(change["Seq"]), "{level}": change["ResourceType"]}
+        words = []
+        for word in shlex.split(args.exec_command):
+            for field, value in fields.items():
+                word = word.replace(field, value)
+            words.append(word)
+        subprocess.run(words, check=True, timeout=args.timeout, stdin=subprocess.DEVNULL)
+
+    def failed(change, error):
+        _cli_message(args, f"watch: change {change['Seq']} ({change['ChangeType']} "
+                           f"{change['ID']}) failed: {_one_line(error)}")
+
+    try:
+        watch_changes(conn, run if args.exec_command else show, change_types=args.change_types,
+                      since=args.since, cursor=args.cursor, workers=args.jobs,
+                      poll_interval=args.poll, stop=stop, on_error=failed)
+    except KeyboardInterrupt:  # the cursor is saved by then
+        pass
+    return 0
+
+
+def _cli_sync(conn, args):
+    src, dst = _cli_connection(args.src_url), _cli_connection(args.dst_url, "ORTHANC_DST_")
+    with _CliProgress(f"sync {args.level}", args) as progress:
+        report = sync(src, dst, level=args.level, query=dict(args.query) or None,
+                      since=args.since, method=args.method, verify=args.verify,
+                      workers=args.jobs, progress=progress, timeout=args.timeout)
+    _cli_print({"copied": report.copied, "present": report.present,
+                "failed": [{"id": orthanc_id, "reason": reason}
+                           for orthanc_id, reason in report.failed],
+                "seconds": round(report.seconds, 3)})
+    _cli_message(args, f"sync: {len(report.copied)} copied, {len(report.present)} already "
+                       f"there, {len(report.failed)} failed in {_cli_duration(report.seconds)}")
+    return 1 if report.failed else 0
+
+
+def _cli_compare(conn, args):
+    src, dst = _cli_connection(args.src_url), _cli_connection(args.dst_url, "ORTHANC_DST_")
+    _cli_print(compare(src, dst, level=args.level, query=dict(args.query) or None)._asdict())
     return 0
 
 

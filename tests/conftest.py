@@ -3,8 +3,16 @@
 ``server_a`` and ``server_b`` (Orthanc 1.10: the host's on Debian 12) are each other's DICOM
 modality, Orthanc peer and DICOMweb server; A has ``OverwriteInstances: true``, B keeps the
 default. ``server_112`` is Orthanc 1.12 (from a Debian 13 root under chroot on Debian 12) and
-``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot).
-Servers start lazily, the first time a test asks for them, and stop at the end of the session.
+``server_113`` Orthanc 1.13 or newer (Debian sid's, from a root under chroot). Every server of
+the rig that loads the GDCM plugin has it restricted to JPEG 2000 (``orthanc_rig.JPEG_2000``):
+``server_113``, and ``server_gdcm`` on each tier.
+Servers start lazily, the first time a test asks for them, and stop at the end of the session:
+each one is started once and shared by every test that asks for it.
+
+Tiers: a test of a feature that exists since 1.12 asks for ``conn_new`` (or ``server_new``)
+and runs once on each tier that has it, 1.12 and 1.13 (ids ``[1.12]``, ``[1.13]``, marked
+``v112`` / ``v113``); ``conn_any`` runs it on all three tiers. A test asking for the 1.12 or
+1.13 server itself must carry the ``v112`` / ``v113`` marker (``pytest_collection_modifyitems``).
 """
 import os
 import subprocess
@@ -23,6 +31,10 @@ import orthanc_fn_helpers  # noqa: E402
 import orthanc_rig  # noqa: E402
 
 _started = []
+TIERS = ("1.10", "1.12", "1.13")
+_TIER_MARKS = {"1.10": (), "1.12": (pytest.mark.v112,), "1.13": (pytest.mark.v113,)}
+_TIER_SERVERS = {"1.10": "server_a", "1.12": "server_112", "1.13": "server_113"}
+_RIG_PLUGINS = ("libOrthancDicomWeb.so", "libOrthancGdcm.so")
 
 
 def _start_all(servers):
@@ -113,8 +125,7 @@ def conn_112(server_112):
 @pytest.fixture(scope="session")
 def server_113():
     """Orthanc 1.13 or newer (Debian sid's package), alone, with the DICOMweb and GDCM plugins."""
-    server = orthanc_rig.Server("v113", tier="1.13",
-                                plugins=("libOrthancDicomWeb.so", "libOrthancGdcm.so"))
+    server = orthanc_rig.Server("v113", tier="1.13", plugins=_RIG_PLUGINS)
     _start_all([server])
     print(f"\n[rig] v113: Orthanc {orthanc_fn.get_system(server.conn)['Version']} at {server.url}")
     return server
@@ -124,6 +135,52 @@ def server_113():
 def conn_113(server_113):
     orthanc_fn.delete_all_content(server_113.conn)
     return server_113.conn
+
+
+def _tier_params(tiers):
+    return [pytest.param(tier, marks=_TIER_MARKS[tier], id=tier) for tier in tiers]
+
+
+@pytest.fixture(scope="session", params=_tier_params(("1.12", "1.13")))
+def new_tier(request):
+    """'1.12', then '1.13': the tiers with labels, extended find and the 1.12 REST API."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def server_new(new_tier, request):
+    """The shared server of ``new_tier`` (``server_112``, then ``server_113``)."""
+    return request.getfixturevalue(_TIER_SERVERS[new_tier])
+
+
+@pytest.fixture
+def conn_new(server_new):
+    """``conn_112``, then ``conn_113``: the server of ``new_tier``, emptied before the test."""
+    orthanc_fn.delete_all_content(server_new.conn)
+    return server_new.conn
+
+
+@pytest.fixture(scope="session", params=_tier_params(TIERS))
+def any_tier(request):
+    """'1.10', '1.12', then '1.13'."""
+    return request.param
+
+
+@pytest.fixture
+def conn_any(any_tier, request):
+    """The shared server of each tier in turn (A on 1.10), not emptied."""
+    return request.getfixturevalue(_TIER_SERVERS[any_tier]).conn
+
+
+@pytest.fixture(scope="session")
+def server_gdcm(any_tier, request, make_server):
+    """A server of each tier with the DICOMweb and GDCM plugins: ``server_113`` on 1.13; on 1.10
+    and 1.12 one of its own, not A, B or ``server_112``: GDCM decodes JPEG 2000 well there, but
+    transcoding a JPEG 2000 file through it kills Orthanc 1.12.7 (every try) and 1.10.1 (one
+    try in four), checked with pydicom's JPEG 2000 files; 1.13.0 with sid's GDCM transcodes."""
+    if any_tier == "1.13":
+        return request.getfixturevalue("server_113")
+    return make_server("gdcm" + any_tier.replace(".", ""), tier=any_tier, plugins=_RIG_PLUGINS)
 
 
 @pytest.fixture(scope="session")
@@ -154,10 +211,68 @@ def count_requests(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def proxy_standin():
+    """A stand-in for what cannot run here, a proxy in front of Orthanc (an SSO login page, a
+    wrong route, a cut connection): a real HTTP server on loopback, not a mock of orthanc_fn.
+
+    Set ``standin.answer = (status, headers, body)``; ``standin.sent`` cuts the body after so
+    many bytes (the connection is then closed), ``standin.delay`` waits before answering.
+    ``standin.conn`` is a ``Connection`` to it; ``standin.requests`` lists ``(method, path)``.
+    """
+    import http.server
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            standin.requests.append((self.command, self.path))
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            time.sleep(standin.delay)
+            status, headers, body = standin.answer
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            try:
+                self.end_headers()
+                self.wfile.write(body[:standin.sent])
+                self.wfile.flush()
+            except OSError:  # the client gave up (a timeout test)
+                pass
+
+        do_GET = do_POST = do_PUT = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+
+    class Standin:
+        answer = (200, {"Content-Type": "application/json"}, b"{}")
+        sent = None
+        delay = 0.0
+        requests = []
+        conn = orthanc_fn.Connection(f"http://127.0.0.1:{server.server_address[1]}",
+                                     auth=("user", "pw"))
+
+    standin = Standin()
+    standin.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield standin
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="session")
-def conn_rev(make_server):
-    """A 1.10 server of its own (tests may change its settings) that checks revisions."""
-    return make_server("rev", config={"CheckRevisions": True}).conn
+def conn_rev(make_server, any_tier):
+    """A server of its own on each tier (tests may change its settings) that checks
+    revisions."""
+    return make_server("rev" + any_tier.replace(".", ""), tier=any_tier,
+                       config={"CheckRevisions": True}).conn
 
 
 class UploadedStudy(NamedTuple):

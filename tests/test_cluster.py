@@ -1,7 +1,9 @@
 """Several Orthanc nodes over one PostgreSQL database: uploads spread over nodes lose nothing.
 
-The cluster is real: Debian's PostgreSQL server on loopback and two Orthanc 1.10 nodes with
-Debian's orthanc-postgresql index and storage plugins, both on the same database. The nodes do
+The cluster is real: Debian's PostgreSQL server on loopback and two Orthanc nodes with
+Debian's orthanc-postgresql index and storage plugins, both on the same database; each test
+runs on a cluster of Orthanc 1.10 (plugin 4.0) and of Orthanc 1.13 (plugin 5.0, from the sid
+root). The nodes do
 not retry writes that PostgreSQL could not serialize (``MaximumConnectionRetries: 0``), so those
 conflicts reach the client as 503 answers. Each node is reached through a counting loopback
 proxy of the test's own, which tells how many 503 answers the cluster gave; orthanc_fn's
@@ -19,10 +21,12 @@ import postgres_rig
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@pytest.fixture(scope="module", params=[pytest.param("1.10", id="1.10"),
+                                        pytest.param("1.13", id="1.13", marks=pytest.mark.v113)])
+def cluster(request):
     postgres = postgres_rig.Postgres().start()
-    nodes = [postgres_rig.cluster_node(name, postgres, serialization_retries=0)
+    nodes = [postgres_rig.cluster_node(name, postgres, serialization_retries=0,
+                                       tier=request.param)
              for name in ("n1", "n2")]
     try:
         for node in nodes:
@@ -92,3 +96,17 @@ def test_a_node_killed_mid_upload_leaves_the_rest_to_the_other_node(empty_cluste
     assert result.errors == []
     assert len(set(result.instances_ids)) == 600
     assert len(o.get_all_ids(n1.conn, o.INSTANCES)) == 600
+
+
+def test_a_node_on_postgresql_has_labels_from_1_12_but_no_extended_find_nor_changes(cluster):
+    """Debian's orthanc-postgresql 4.0 and 5.0 predate the plugin's ExtendedFind (7.0): even
+    Orthanc 1.13 over 5.0 says so in /system "Capabilities" (and answers 500 to "OrderBy",
+    400 to /changes?type=), which is why get_capabilities reads them there."""
+    conn = cluster[0].conn
+    capabilities = o.get_capabilities(conn)
+    print(f"\n[cluster] Orthanc {o.get_system(conn)['Version']}, "
+          f"plugins {capabilities['plugins']}")
+    assert capabilities["has_labels"] is (o.get_version(conn) >= o.FEATURES["labels"])
+    assert not any(capabilities[key] for key in ("has_extended_find", "has_extended_changes",
+                                                 "has_key_value_stores", "has_queues"))
+    assert {"postgresql-index", "postgresql-storage"} <= set(capabilities["plugins"])

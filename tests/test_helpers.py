@@ -274,3 +274,68 @@ def test_with_pydicom_but_without_numpy_the_generators_name_numpy(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "generate_test_dicom_file needs numpy" in out.stdout.splitlines()[1]
+
+
+# ---- generated DICOM: one study, images, dates and times ----
+
+def test_two_generated_files_with_one_study_uid_make_one_study_in_orthanc(conn_a):
+    tags = {"StudyInstanceUID": pydicom.uid.generate_uid()}
+    ids = [i for _ in range(2) for i in o.upload(conn_a, h.generate_test_dicom_file(8, 8, tags))]
+    studies = {o._get(conn_a, f"/instances/{i}/study")["ID"] for i in ids}
+    assert len(studies) == 1
+
+
+def test_a_caller_patient_id_wins_over_the_derived_one():
+    ds = pydicom.dcmread(io.BytesIO(h.generate_test_dicom_file(4, 4, {"PatientID": "P-7"})))
+    assert ds.PatientID == "P-7"
+
+
+def _pixels(**options):
+    return pydicom.dcmread(io.BytesIO(h.generate_test_dicom_file(**options))).pixel_array
+
+
+def test_the_default_image_is_a_gradient_over_the_whole_range():
+    pixels = _pixels(width=5, height=4, bits=12)
+    assert pixels[0, 0] == 0 and pixels[-1, -1] == 4095
+    assert (numpy.diff(pixels, axis=0) > 0).all() and (numpy.diff(pixels, axis=1) > 0).all()
+
+
+def test_a_flat_image_has_one_value_at_half_the_range():
+    assert set(_pixels(width=3, height=2, bits=8, image="flat").ravel()) == {128}
+
+
+def test_a_random_image_follows_its_seed():
+    first = _pixels(width=6, height=6, image="random", seed=5)
+    assert numpy.array_equal(first, _pixels(width=6, height=6, image="random", seed=5))
+    assert not numpy.array_equal(first, _pixels(width=6, height=6, image="random", seed=6))
+
+
+@pytest.mark.parametrize("dtype", [numpy.uint8, numpy.int16, numpy.uint16])
+def test_an_array_image_is_stored_as_given_with_its_size_and_type(dtype):
+    image = (numpy.arange(12).reshape(3, 4) - 4).astype(dtype)
+    pixels = _pixels(image=image)
+    assert pixels.dtype == numpy.dtype(dtype) and numpy.array_equal(pixels, image)
+
+
+def test_an_rgb_array_image_is_stored_as_rgb():
+    image = numpy.random.default_rng(1).integers(0, 256, (3, 4, 3), dtype=numpy.uint8)
+    ds = pydicom.dcmread(io.BytesIO(h.generate_test_dicom_file(image=image)))
+    assert ds.PhotometricInterpretation == "RGB" and numpy.array_equal(ds.pixel_array, image)
+
+
+@pytest.mark.parametrize("image", ["noise", numpy.zeros((2, 2, 2)), numpy.zeros(4)])
+def test_an_unknown_image_raises_value_error(image):
+    with pytest.raises(ValueError, match="image must be"):
+        h.generate_test_dicom_file(image=image)
+
+
+def test_a_dicom_date_and_time_combine_keeping_fractions():
+    assert h.from_dicom_date_and_time("20260126", "101010.123456") == datetime.datetime(
+        2026, 1, 26, 10, 10, 10, 123456)
+    assert h.from_dicom_date_and_time("20260126", None) == datetime.datetime(2026, 1, 26)
+
+
+@pytest.mark.parametrize("date", ["", None, "2026-01-26"])
+def test_a_dicom_date_and_time_without_a_valid_date_raises_value_error(date):
+    with pytest.raises(ValueError):
+        h.from_dicom_date_and_time(date, "101010")

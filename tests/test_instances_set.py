@@ -259,16 +259,15 @@ def test_modify_of_a_study_uid_refused_by_orthanc_110_raises_why_and_keeps_the_o
     assert o.instances_set_from_study(conn, study_id) == s
 
 
-@pytest.mark.v112
-def test_modify_of_the_study_uid_on_orthanc_112_returns_the_set_of_the_new_study(
-        conn_112, upload_study):
-    study_id = upload_study(conn_112, 2, 2).id
-    s = o.instances_set_from_study(conn_112, study_id)
-    modified = o.modify_instances_set(conn_112, s, replace_tags={"StudyInstanceUID": "1.2.3.4"},
+def test_modify_of_the_study_uid_on_orthanc_112_and_newer_returns_the_set_of_the_new_study(
+        conn_new, upload_study):
+    study_id = upload_study(conn_new, 2, 2).id
+    s = o.instances_set_from_study(conn_new, study_id)
+    modified = o.modify_instances_set(conn_new, s, replace_tags={"StudyInstanceUID": "1.2.3.4"},
                                       force=True, keep_source=False)
     assert modified.study_id != study_id and len(modified) == len(s)
-    assert o.instances_set_from_study(conn_112, modified.study_id) == modified
-    assert not o.exists(conn_112, o.STUDIES, study_id)
+    assert o.instances_set_from_study(conn_new, modified.study_id) == modified
+    assert not o.exists(conn_new, o.STUDIES, study_id)
 
 
 def test_download_instances_set_writes_one_zip_with_every_instance(conn_a, tmp_path, upload_study):
@@ -283,23 +282,22 @@ def test_download_instances_set_writes_one_zip_with_every_instance(conn_a, tmp_p
     assert uids == {_tag(conn_a, i, "SOPInstanceUID") for i in s.instances_ids}
 
 
-@pytest.mark.v112
-def test_modify_keeping_the_uids_without_overwrite_instances_raises_on_orthanc_112(
-        conn_112, upload_study):
-    study_id = upload_study(conn_112, 2, 2, {"InstitutionName": "BEFORE"}).id
-    s = o.instances_set_from_study(conn_112, study_id)
+def test_modify_keeping_the_uids_without_overwrite_instances_raises_on_orthanc_112_and_newer(
+        conn_new, upload_study):
+    study_id = upload_study(conn_new, 2, 2, {"InstitutionName": "BEFORE"}).id
+    s = o.instances_set_from_study(conn_new, study_id)
     with pytest.raises(o.JobFailed) as info:
-        o.modify_instances_set(conn_112, s, replace_tags={"InstitutionName": "AFTER"},
+        o.modify_instances_set(conn_new, s, replace_tags={"InstitutionName": "AFTER"},
                                keep_tags=_UIDS, keep_source=False, force=True)
     assert "OverwriteInstances" in str(info.value)
-    assert o.instances_set_from_study(conn_112, study_id) == s
-    assert {_tag(conn_112, i, "InstitutionName") for i in s.instances_ids} == {"BEFORE"}
+    assert o.instances_set_from_study(conn_new, study_id) == s
+    assert {_tag(conn_new, i, "InstitutionName") for i in s.instances_ids} == {"BEFORE"}
 
 
-@pytest.mark.v112
-def test_modify_keeping_the_uids_rewrites_in_place_on_orthanc_112_with_overwrite_instances(
-        make_server, upload_study):
-    conn = make_server("ow112", tier="1.12", config={"OverwriteInstances": True}).conn
+def test_modify_keeping_the_uids_rewrites_in_place_on_orthanc_112_and_newer_with_overwrite(
+        make_server, upload_study, new_tier):
+    conn = make_server("ow" + new_tier.replace(".", ""), tier=new_tier,
+                       config={"OverwriteInstances": True}).conn
     study_id = upload_study(conn, 2, 2, {"InstitutionName": "BEFORE"}).id
     s = o.instances_set_from_study(conn, study_id)
     modified = o.modify_instances_set(conn, s, replace_tags={"InstitutionName": "AFTER"},

@@ -151,7 +151,8 @@ def test_resubmit_job_runs_a_failed_job_again(jobs_conn, closed_port_modality, i
 
 
 def test_job_functions_refuse_a_job_id_that_is_not_a_path_segment(jobs_conn):
-    for function in (o.get_job, o.cancel_job, o.pause_job, o.resume_job, o.resubmit_job):
+    for function in (o.get_job, o.cancel_job, o.pause_job, o.resume_job, o.resubmit_job,
+                     o.delete_job):
         with pytest.raises(o.OrthancValueError):
             function(jobs_conn, "../system")
 
@@ -164,3 +165,159 @@ def test_anonymize_raises_orthanc_timeout_when_its_job_does_not_finish_in_time(
     assert job["Type"] == "ResourceModification" and job["ID"] in str(info.value)
     o.cancel_job(jobs_conn, job["ID"])
     assert o.exists(jobs_conn, o.STUDIES, study_id)
+
+
+# ---- job history, priority and user data
+
+def test_get_jobs_lists_a_job_the_server_ran(jobs_conn, study_id):
+    job_id = o.modify_as_job(jobs_conn, o.STUDIES, study_id, replace_tags={"PatientName": "J"},
+                             delete_original=False)
+    assert job_id in o.get_jobs(jobs_conn)
+
+
+def test_get_jobs_with_expand_returns_each_jobs_dict(jobs_conn, study_id):
+    job_id = o.anonymize_as_job(jobs_conn, o.STUDIES, study_id)
+    o.wait_job(jobs_conn, job_id, timeout=30)
+    jobs = {job["ID"]: job for job in o.get_jobs(jobs_conn, expand=True)}
+    assert jobs[job_id]["State"] == "Success"
+    assert jobs[job_id]["Type"] == "ResourceModification"
+
+
+def test_priority_is_the_jobs_priority_on_the_server(jobs_conn, study_id):
+    job_id = o.anonymize_as_job(jobs_conn, o.STUDIES, study_id, priority=7)
+    assert o.get_job(jobs_conn, job_id)["Priority"] == 7
+
+
+def test_a_job_of_higher_priority_runs_before_one_submitted_earlier(
+        jobs_conn, black_hole, instance_id, study_id):
+    blocker = _store_job(jobs_conn, black_hole, instance_id)
+    assert h.wait_until(lambda: o.get_job(jobs_conn, blocker)["State"] == "Running", 10)
+    low = o.anonymize_as_job(jobs_conn, o.STUDIES, study_id, priority=0)
+    high = o.modality_send_as_job(jobs_conn, black_hole, instance_id, priority=10)
+    # the worker is free again once the blocker gives up; the high-priority job goes first
+    o.wait_job(jobs_conn, low, timeout=60)
+    with pytest.raises(o.JobFailed) as info:
+        o.wait_job(jobs_conn, high, timeout=60)
+    assert info.value.job["CompletionTime"] < o.get_job(jobs_conn, low)["CompletionTime"]
+
+
+def test_peer_send_as_job_passes_its_priority(jobs_conn, instance_id):
+    o.configure_peer(jobs_conn, "nowhere", f"http://127.0.0.1:{orthanc_rig.free_port()}/")
+    job_id = o.peer_send_as_job(jobs_conn, "nowhere", instance_id, priority=3)
+    assert o.get_job(jobs_conn, job_id)["Priority"] == 3
+
+
+def test_delete_job_on_orthanc_1_10_raises_unsupported_by_server(jobs_conn, study_id):
+    job_id = o.anonymize_as_job(jobs_conn, o.STUDIES, study_id)
+    o.wait_job(jobs_conn, job_id, timeout=30)
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.delete_job(jobs_conn, job_id)
+    assert info.value.needed == (1, 12, 2) and "1.12.2" in str(info.value)
+    assert job_id in o.get_jobs(jobs_conn)
+
+
+def test_user_data_on_orthanc_1_10_raises_unsupported_by_server_and_starts_no_job(
+        jobs_conn, study_id):
+    before = set(o.get_jobs(jobs_conn))
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.anonymize_as_job(jobs_conn, o.STUDIES, study_id, user_data={"batch": 1})
+    assert info.value.needed == (1, 12, 9)
+    assert set(o.get_jobs(jobs_conn)) == before
+
+
+@pytest.mark.v112
+def test_user_data_on_orthanc_1_12_7_raises_unsupported_by_server_as_it_would_drop_it(conn_112):
+    study_id = _study_on(conn_112)
+    before = set(o.get_jobs(conn_112))
+    with pytest.raises(o.UnsupportedByServer) as info:
+        o.modify(conn_112, o.STUDIES, study_id, replace_tags={"PatientName": "U"},
+                 user_data="mine")
+    assert info.value.actual == (1, 12, 7)
+    assert set(o.get_jobs(conn_112)) == before
+    assert o.exists(conn_112, o.STUDIES, study_id)
+
+
+def _study_on(conn):
+    instance_id = o.upload(conn, h.generate_test_dicom_file(8, 8))[0]
+    return o.get_parent_id(conn, o.INSTANCES, instance_id, o.STUDIES)
+
+
+@pytest.mark.v113
+def test_user_data_of_a_job_is_visible_in_get_job(conn_113):
+    job_id = o.anonymize_as_job(conn_113, o.STUDIES, _study_on(conn_113),
+                                user_data={"batch": "b-17", "n": [1, 2]})
+    assert o.get_job(conn_113, job_id)["UserData"] == {"batch": "b-17", "n": [1, 2]}
+
+
+@pytest.mark.v113
+def test_a_job_waiting_function_passes_user_data_to_its_job(conn_113):
+    marker = {"who": "test_a_job_waiting_function"}
+    new_id = o.modify(conn_113, o.STUDIES, _study_on(conn_113),
+                      replace_tags={"PatientName": "W"}, user_data=marker, priority=2)
+    jobs = [job for job in o.get_jobs(conn_113, expand=True) if job.get("UserData") == marker]
+    assert len(jobs) == 1
+    assert jobs[0]["Content"]["ID"] == new_id and jobs[0]["Priority"] == 2
+
+
+@pytest.mark.parametrize("tier", [pytest.param("conn_112", marks=pytest.mark.v112),
+                                  pytest.param("conn_113", marks=pytest.mark.v113)])
+def test_delete_job_removes_a_finished_job_from_the_history(request, tier):
+    conn = request.getfixturevalue(tier)
+    job_id = o.anonymize_as_job(conn, o.STUDIES, _study_on(conn))
+    o.wait_job(conn, job_id, timeout=30)
+    o.delete_job(conn, job_id)
+    assert job_id not in o.get_jobs(conn)
+    with pytest.raises(o.NotFound):
+        o.get_job(conn, job_id)
+
+
+@pytest.mark.v113
+def test_delete_job_raises_not_found_for_an_unknown_job(conn_113):
+    with pytest.raises(o.NotFound):
+        o.delete_job(conn_113, "no-such-job")
+
+
+STARTERS = {
+    "modify_as_job": lambda c, study: o.modify_as_job(
+        c, o.STUDIES, study, replace_tags={"PatientName": "S"}, delete_original=False, **JOB),
+    "anonymize_as_job": lambda c, study: o.anonymize_as_job(c, o.STUDIES, study, **JOB),
+    "modify_bulk_as_job": lambda c, study: o.modify_bulk_as_job(
+        c, o.STUDIES, [study], replace_tags={"PatientName": "B"}, delete_original=False,
+        **JOB),
+    "anonymize_bulk_as_job": lambda c, study: o.anonymize_bulk_as_job(
+        c, o.STUDIES, [study], **JOB),
+    "modality_send_as_job": lambda c, study: o.modality_send_as_job(c, "nowhere", study, **JOB),
+    "peer_send_as_job": lambda c, study: o.peer_send_as_job(c, "nowhere", study, **JOB),
+    "modality_retrieve_as_job C-MOVE": lambda c, study: o.modality_retrieve_as_job(
+        c, "nowhere", o.STUDIES, "1.2.3", **JOB),
+    "modality_retrieve_as_job C-GET": lambda c, study: o.modality_retrieve_as_job(
+        c, "nowhere", o.STUDIES, "1.2.3", method="C-GET", **JOB),
+}
+JOB = {"priority": 6, "user_data": {"started by": "a test"}}
+
+
+@pytest.mark.v113
+@pytest.mark.parametrize("starter", sorted(STARTERS))
+def test_every_job_starter_gives_its_job_the_priority_and_user_data(conn_113, starter):
+    nowhere = orthanc_rig.free_port()
+    o.configure_modality(conn_113, "nowhere", "NOWHERE", "127.0.0.1", nowhere)
+    o.configure_peer(conn_113, "nowhere", f"http://127.0.0.1:{nowhere}/")
+    job = o.get_job(conn_113, STARTERS[starter](conn_113, _study_on(conn_113)))
+    assert job["Priority"] == 6 and job["UserData"] == {"started by": "a test"}
+
+
+@pytest.mark.v113
+def test_delete_job_of_a_running_job_raises_not_found_saying_it_is_not_finished(conn_113):
+    listener = socket.socket()  # a black hole: the C-STORE job runs until its DICOM timeout
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    try:
+        o.configure_modality(conn_113, "hole", "HOLE", "127.0.0.1", listener.getsockname()[1])
+        job_id = o.modality_send_as_job(conn_113, "hole", _study_on(conn_113))
+        assert h.wait_until(lambda: o.get_job(conn_113, job_id)["State"] == "Running", 10)
+        with pytest.raises(o.NotFound) as info:
+            o.delete_job(conn_113, job_id)
+        assert f"job {job_id} is Running" in str(info.value)
+        o.cancel_job(conn_113, job_id)
+    finally:
+        listener.close()

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+import dicom_peers as dp
 import orthanc_fn as o
 import orthanc_fn_helpers as h
 import orthanc_rig
@@ -192,22 +193,22 @@ def test_modality_retrieve_to_an_unknown_target_raises_with_orthanc_details(conn
     assert "C-MOVE" in str(info.value)
 
 
-@pytest.mark.v112
-def test_modality_retrieve_runs_as_a_job_on_orthanc_112(
-        server_112, conn_112, server_b, conn_b, count_requests):
-    o.configure_modality(conn_112, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
-    o.configure_modality(conn_b, "v112", server_112.aet, "127.0.0.1", server_112.dicom_port)
+def test_modality_retrieve_runs_as_a_job_on_orthanc_112_and_newer(
+        server_new, conn_new, server_b, conn_b, count_requests):
+    o.configure_modality(conn_new, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
+    o.configure_modality(conn_b, server_new.name, server_new.aet, "127.0.0.1",
+                         server_new.dicom_port)
     try:
         study_id, uid, _ = _study(conn_b)
         count_requests.clear()
         seen = count_requests
-        assert o.modality_retrieve_study(conn_112, "b", uid, timeout=60) == study_id
+        assert o.modality_retrieve_study(conn_new, "b", uid, timeout=60) == study_id
         move = next(kw for method, url, kw in seen if url.endswith("/modalities/b/move"))
         assert json.loads(move["body"])["Asynchronous"] is True
         assert any("/jobs/" in url for _, url, _ in seen)
     finally:
-        o.delete_modality(conn_b, "v112")
-        o.delete_modality(conn_112, "b")
+        o.delete_modality(conn_b, server_new.name)
+        o.delete_modality(conn_new, "b")
 
 
 # ---- C-ECHO and timeouts
@@ -235,20 +236,34 @@ def test_modality_echo_is_false_when_the_remote_accepts_tcp_but_never_answers(
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
         name = temporary_modality("SILENT", "127.0.0.1", silent.getsockname()[1])
-        # the DICOM timeout (2 s) ends first, well before the HTTP read timeout (12 s)
+        # Orthanc gives up after twice the DICOM timeout (1 s), before our read timeout (7 s)
         assert o.modality_echo(conn_a, name, timeout=2) is False
 
 
-def test_dicom_calls_read_longer_than_the_dicom_timeout_they_send(conn_a, conn_b,
-                                                                  count_requests):
+def test_dicom_calls_read_longer_than_orthancs_two_dicom_waits(conn_a, conn_b, count_requests):
     count_requests.clear()
     seen = count_requests
+    o.modality_echo(conn_a, "b")
     o.modality_echo(conn_a, "b", timeout=3)
-    o.modality_query_studies(conn_a, "b", {"PatientName": "NOBODY"}, timeout=4)
+    o.modality_query_studies(conn_a, "b", {"PatientName": "NOBODY"}, timeout=15)
     posts = [kw for method, _, kw in seen if method == "POST"]
-    assert len(posts) == 2
-    for kw in posts:
-        assert kw["timeout"].read_timeout > json.loads(kw["body"])["Timeout"]
+    assert [json.loads(kw["body"])["Timeout"] for kw in posts] == [10, 1, 5]
+    for kw in posts:  # Orthanc waits for the answer, then for the release: two timeouts
+        assert kw["timeout"].read_timeout >= 2 * json.loads(kw["body"])["Timeout"] + 5
+
+
+def test_dicomweb_send_as_job_gives_its_job_the_priority(conn_a):
+    study_id, _, _ = _study(conn_a)
+    job_id = o.dicomweb_send_as_job(conn_a, "b", study_id, priority=7)
+    assert o.get_job(conn_a, job_id)["Priority"] == 7
+    o.wait_job(conn_a, job_id, timeout=60)
+
+
+def test_dicomweb_send_as_job_returns_a_stow_job_that_wait_job_follows(conn_a, conn_b):
+    study_id, _, count = _study(conn_a)
+    job = o.wait_job(conn_a, o.dicomweb_send_as_job(conn_a, "b", study_id), timeout=60)
+    assert int(job["Content"]["InstancesCount"]) == count
+    assert o.exists(conn_b, o.STUDIES, study_id)
 
 
 # ---- configuration at run time
@@ -294,35 +309,14 @@ def test_get_modalities_and_get_peers_list_the_rig_wiring(conn_a, server_b):
 
 # ---- worklists
 
-def _write_worklist(path, patient_name, accession, station_aet):
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.PatientName, ds.PatientID, ds.AccessionNumber = patient_name, "P" + accession, accession
-    ds.StudyInstanceUID = generate_uid()
-    step = Dataset()
-    step.Modality, step.ScheduledStationAETitle = "CT", station_aet
-    step.ScheduledProcedureStepStartDate = "20261130"
-    ds.ScheduledProcedureStepSequence = [step]
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        ds.save_as(path, enforce_file_format=True)
-    else:
-        ds.save_as(path, write_like_original=False)
-
-
 def test_modality_find_worklist_returns_the_matching_worklists(
         make_server, server_a, conn_a, temporary_modality, tmp_path):
     folder = tmp_path / "worklists"
     folder.mkdir()
-    _write_worklist(str(folder / "one.wl"), "WL^ONE", "ACC1", server_a.aet)
-    _write_worklist(str(folder / "two.wl"), "WL^TWO", "ACC2", server_a.aet)
-    _write_worklist(str(folder / "other.wl"), "OTHER^X", "ACC3", server_a.aet)
+    for file, name, accession in (("one", "WL^ONE", "ACC1"), ("two", "WL^TWO", "ACC2"),
+                                  ("other", "OTHER^X", "ACC3")):
+        dp.write_dataset(dp.worklist_dataset(name, accession, server_a.aet),
+                         str(folder / f"{file}.wl"))
     server = make_server("wl" + uuid.uuid4().hex[:6], plugins=("libModalityWorklists.so",),
                          config={"Worklists": {"Enable": True, "Database": str(folder)},
                                  "DicomModalities": {"a": server_a.as_modality()}})

@@ -3,6 +3,7 @@
 Server A has OverwriteInstances true, B keeps the default (false).
 """
 import io
+import os
 
 import pytest
 from pydicom.uid import generate_uid
@@ -279,6 +280,166 @@ def test_anonymize_remove_tags_removes_tags_anonymization_would_keep(conn_a, rem
     assert ("SeriesNumber" in _instance_tags(conn_a, new_id)) == present
 
 
+# ---- Orthanc's other options: transcode, permissive, private_creator, dicom_version, labels
+
+LOSSLESS_JPEG = "1.2.840.10008.1.2.4.70"
+JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+
+
+def _transfer_syntax(conn, instance_id):
+    """The transfer syntax of the stored file, read back with pydicom."""
+    import pydicom
+    return str(pydicom.dcmread(io.BytesIO(o.get_file(conn, instance_id))).file_meta
+               .TransferSyntaxUID)
+
+
+def _transfer_syntaxes(conn, level, orthanc_id):
+    return {_transfer_syntax(conn, i) for i in o.get_children_ids(conn, level, orthanc_id,
+                                                                   o.INSTANCES)}
+
+
+def test_modify_with_transcode_stores_the_new_study_re_encoded(conn_a):
+    study_id, _ = _upload_study(conn_a, series=1, instances=2)
+    new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "TS"},
+                      transcode=LOSSLESS_JPEG)
+    assert _transfer_syntaxes(conn_a, o.STUDIES, new_id) == {LOSSLESS_JPEG}
+
+
+def test_modify_instance_with_transcode_stores_the_instance_re_encoded(conn_a):
+    _, (instance_id, _) = _upload_study(conn_a)
+    new_id = o.modify(conn_a, o.INSTANCES, instance_id, replace_tags={"SeriesNumber": "5"},
+                      transcode=LOSSLESS_JPEG)
+    assert _transfer_syntax(conn_a, new_id) == LOSSLESS_JPEG
+    assert not o.exists(conn_a, o.INSTANCES, instance_id)
+
+
+def test_anonymize_bulk_with_transcode_stores_the_anonymized_copies_re_encoded(conn_a):
+    _, instance_ids = _upload_study(conn_a, series=1, instances=2)
+    result = o.anonymize_bulk(conn_a, o.INSTANCES, instance_ids, transcode=LOSSLESS_JPEG)
+    assert len(result.instances) == 2
+    assert {_transfer_syntax(conn_a, i) for i in result.instances} == {LOSSLESS_JPEG}
+
+
+def test_modify_bulk_as_job_with_transcode_re_encodes_in_its_job(conn_a):
+    study_id, _ = _upload_study(conn_a, series=1, instances=1)
+    job = o.wait_job(conn_a, o.modify_bulk_as_job(
+        conn_a, o.STUDIES, [study_id], replace_tags={"StudyDescription": "BULK TS"},
+        transcode=LOSSLESS_JPEG, delete_original=False), timeout=60)
+    new_study, = [r["ID"] for r in job["Content"]["Resources"] if r["Type"] == "Study"]
+    assert _transfer_syntaxes(conn_a, o.STUDIES, new_study) == {LOSSLESS_JPEG}
+
+
+@pytest.mark.v113
+def test_modify_with_transcode_to_jpeg_2000_uses_the_gdcm_plugin_on_1_13(conn_113):
+    study_id, _ = _upload_study(conn_113, series=1, instances=1)
+    new_id = o.modify(conn_113, o.STUDIES, study_id, replace_tags={"StudyDescription": "J2K"},
+                      transcode=JPEG_2000_LOSSLESS)
+    assert _transfer_syntaxes(conn_113, o.STUDIES, new_id) == {JPEG_2000_LOSSLESS}
+
+
+@pytest.mark.parametrize("version, profile", [("2008", "PS 3.15-2008"),
+                                              ("2017c", "PS 3.15-2017c")])
+def test_anonymize_with_dicom_version_applies_that_profile(conn_a, version, profile):
+    _, (instance_id, _) = _upload_study(conn_a)
+    new_id = o.anonymize(conn_a, o.INSTANCES, instance_id, dicom_version=version)
+    assert profile in _instance_tags(conn_a, new_id)["DeidentificationMethod"]
+
+
+def test_anonymize_as_job_passes_dicom_version_and_priority(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    job_id = o.anonymize_as_job(conn_a, o.STUDIES, study_id, dicom_version="2008",
+                                priority=4)
+    job = o.wait_job(conn_a, job_id, timeout=60)
+    assert job["Priority"] == 4
+    instance_id = o.get_first_instance_id(conn_a, o.STUDIES, job["Content"]["ID"])
+    assert "PS 3.15-2008" in _instance_tags(conn_a, instance_id)["DeidentificationMethod"]
+
+
+@pytest.fixture(scope="module")
+def own_server(make_server):
+    """A server of this module's own (its storage is damaged on purpose, and it has no
+    storage cache that would hide it), whose dictionary declares the private tag 0009,1001
+    (LO) of the creator ORTHANC_FN."""
+    return make_server("modopts", config={
+        "MaximumStorageCacheSize": 0,
+        "Dictionary": {"0009,1001": ["LO", "FnComment", 1, 1, "ORTHANC_FN"]}})
+
+
+def test_modify_with_private_creator_writes_the_private_tag_with_its_dictionary_vr(own_server):
+    import pydicom
+    conn = own_server.conn
+    _, (instance_id, _) = _upload_study(conn)
+    results = {}
+    for creator in (None, "ORTHANC_FN"):
+        new_id = o.modify(conn, o.INSTANCES, instance_id, delete_original=False,
+                          replace_tags={"0009,1001": "a note"}, private_creator=creator)
+        ds = pydicom.dcmread(io.BytesIO(o.get_file(conn, new_id)))
+        results[creator] = ds[0x00091001].VR
+    assert results == {None: "UN", "ORTHANC_FN": "LO"}
+
+
+def _study_with_a_lost_file(server):
+    """A study of two instances, the stored file of one removed from the storage folder."""
+    conn = server.conn
+    study_id, instance_ids = _upload_study(conn, series=1, instances=2)
+    uuid = o._get(conn, f"/instances/{instance_ids[0]}/attachments/dicom/info")["Uuid"]
+    os.remove(os.path.join(server.dir, "storage", uuid[:2], uuid[2:4], uuid))
+    return study_id
+
+
+@pytest.mark.parametrize("permissive", [False, True])
+def test_permissive_decides_whether_an_instance_that_cannot_be_read_fails_the_job(
+        own_server, permissive):
+    conn = own_server.conn
+    study_id = _study_with_a_lost_file(own_server)
+    job_id = o.modify_as_job(conn, o.STUDIES, study_id, replace_tags={"StudyDescription": "P"},
+                             permissive=permissive, delete_original=False)
+    if not permissive:
+        with pytest.raises(o.JobFailed):
+            o.wait_job(conn, job_id, timeout=60)
+        return
+    job = o.wait_job(conn, job_id, timeout=60)
+    assert job["Content"]["FailedInstancesCount"] == 1
+    assert len(o.get_children_ids(conn, o.STUDIES, job["Content"]["ID"], o.INSTANCES)) == 1
+
+
+def test_keep_labels_on_orthanc_1_10_raises_unsupported_by_server_and_changes_nothing(conn_a):
+    study_id, _ = _upload_study(conn_a)
+    studies = set(o.get_all_ids(conn_a, o.STUDIES))
+    for call in (o.modify, o.anonymize, o.modify_as_job, o.anonymize_as_job):
+        with pytest.raises(o.UnsupportedByServer) as info:
+            call(conn_a, o.STUDIES, study_id, keep_labels=True)
+        assert info.value.needed == (1, 12, 3)
+    assert set(o.get_all_ids(conn_a, o.STUDIES)) == studies
+
+
+@pytest.mark.v112
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_labels_decides_whether_the_modified_study_has_the_labels(conn_112, keep):
+    study_id, _ = _upload_study(conn_112)
+    o.add_label(conn_112, o.STUDIES, study_id, "reviewed")
+    new_id = o.modify(conn_112, o.STUDIES, study_id, replace_tags={"StudyDescription": "L"},
+                      keep_labels=keep)
+    assert o.get_labels(conn_112, o.STUDIES, new_id) == (["reviewed"] if keep else [])
+
+
+@pytest.mark.v113
+def test_anonymize_bulk_keeps_labels_when_asked(conn_113):
+    study_id, _ = _upload_study(conn_113)
+    o.add_label(conn_113, o.STUDIES, study_id, "cohort-a")
+    result = o.anonymize_bulk(conn_113, o.STUDIES, [study_id], keep_labels=True)
+    assert o.get_labels(conn_113, o.STUDIES, result.studies[0]) == ["cohort-a"]
+
+
+def test_modify_instances_set_with_transcode_returns_re_encoded_instances(conn_a):
+    study_id, _ = _upload_study(conn_a, series=1, instances=2)
+    s = o.instances_set_from_study(conn_a, study_id)
+    modified = o.modify_instances_set(conn_a, s, replace_tags={"SeriesDescription": "SET TS"},
+                                      transcode=LOSSLESS_JPEG, priority=1)
+    assert len(modified) == 2
+    assert {_transfer_syntax(conn_a, i) for i in modified.instances_ids} == {LOSSLESS_JPEG}
+
+
 # ---- bulk modification ----
 
 def test_modify_bulk_modifies_every_study_and_deletes_the_originals(conn_a, upload_study):
@@ -337,11 +498,21 @@ def test_a_failed_bulk_job_raises_job_failed(conn_b, upload_study):
     assert all(o.exists(conn_b, o.INSTANCES, i) for i in instances)
 
 
-@pytest.mark.v112
-def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112(
-        conn_112, upload_study):
-    study_id = upload_study(conn_112, 1, 2).id
-    result = o.modify_bulk(conn_112, o.STUDIES, [study_id], replace_tags={"StudyDescription": "x"})
-    assert len(result.studies) == 1 and not o.exists(conn_112, o.STUDIES, study_id)
-    info = o.get_info(conn_112, o.STUDIES, result.studies[0])
+def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112_and_newer(
+        conn_new, upload_study):
+    study_id = upload_study(conn_new, 1, 2).id
+    result = o.modify_bulk(conn_new, o.STUDIES, [study_id], replace_tags={"StudyDescription": "x"})
+    assert len(result.studies) == 1 and not o.exists(conn_new, o.STUDIES, study_id)
+    info = o.get_info(conn_new, o.STUDIES, result.studies[0])
     assert info["MainDicomTags"]["StudyDescription"] == "x"
+
+
+def test_modify_keeping_every_uid_with_transcode_re_encodes_the_study_in_place(conn_a):
+    """Server A has OverwriteInstances: the same study and instance ids come back."""
+    study_id, instance_ids = _upload_study(conn_a, series=1, instances=2)
+    new_id = o.modify(conn_a, o.STUDIES, study_id, force=True, transcode=LOSSLESS_JPEG,
+                      keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+    assert new_id == study_id
+    assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == \
+        sorted(instance_ids)
+    assert _transfer_syntaxes(conn_a, o.STUDIES, study_id) == {LOSSLESS_JPEG}

@@ -25,6 +25,7 @@ PLUGIN = '''\
 """Orthanc Python plugin: upload, find and anonymize with a vendored orthanc_fn."""
 import base64
 import json
+import sys
 import threading
 import traceback
 
@@ -64,6 +65,7 @@ def work():
             "alive_without_credentials": o.is_alive(o.Connection(conn.url)),
             "orthanc_fn": o.__file__,
             "urllib3": urllib3.__version__,
+            "python": list(sys.version_info[:3]),
         }
     except Exception:
         outcome = {"state": "failed", "error": traceback.format_exc()}
@@ -122,7 +124,7 @@ def plugin_server():
             f.write(script)
         shutil.copy(o.__file__, os.path.join(folder, "orthanc_fn.py"))
         assert sorted(os.listdir(folder)) == ["orthanc_fn.py", "plugin.py"]
-        if tier == "1.12":  # the "Python" section exists since Python plugin 4.1
+        if tier in ("1.12", "1.13"):  # the "Python" section exists since Python plugin 4.1
             server.config["Python"] = {"Path": server.inside(path)}
         else:  # Debian 12's Python plugin 4.0 knows only the older global option
             server.config["PythonScript"] = server.inside(path)
@@ -157,13 +159,20 @@ def dicom():
     return h.generate_test_dicom_file(32, 32, tags=tags), tags
 
 
-@pytest.mark.v112
-def test_a_plugin_on_1_12_uploads_finds_and_anonymizes_with_the_rest_api_token(
-        plugin_server, dicom):
+def test_a_plugin_on_1_12_and_newer_uploads_finds_and_anonymizes_with_the_rest_api_token(
+        plugin_server, dicom, new_tier):
+    """Python plugin 5.0 embedding Python 3.13 on 1.12.7; 7.1 embedding 3.14 on 1.13."""
     data, tags = dicom
-    server = plugin_server("plugin-token", plugin_script(data, tags["PatientID"]), tier="1.12")
+    server = plugin_server("plugin-token", plugin_script(data, tags["PatientID"]), tier=new_tier)
     outcome = wait_outcome(server)
-    assert outcome["version"] == [1, 12, 7]
+    python = tuple(outcome["python"][:2])
+    print(f"\n[plugin] Orthanc {outcome['version']}, Python plugin "
+          f"{o.get_capabilities(server.conn)['plugins']['python']}, Python {outcome['python']}, "
+          f"urllib3 {outcome['urllib3']}")
+    if new_tier == "1.12":
+        assert outcome["version"] == [1, 12, 7] and python == (3, 13)
+    else:  # Debian sid moves: 1.13.0 with Python 3.14 when this was written
+        assert outcome["version"] >= [1, 13, 0] and python >= (3, 14)
     assert outcome["alive_without_credentials"] is False  # so the token did the work
     assert outcome["orthanc_fn"] == server.folder + "/orthanc_fn.py"
     assert_uploaded_found_and_anonymized(server.conn, outcome, tags)
@@ -175,7 +184,7 @@ def test_a_plugin_on_1_10_with_python_plugin_4_works_with_basic_auth_and_urllib3
     auth = [orthanc_rig.USER, orthanc_rig.PASSWORD]
     server = plugin_server("plugin-basic", plugin_script(data, tags["PatientID"], auth))
     outcome = wait_outcome(server)
-    assert outcome["version"] == [1, 10, 1]
+    assert outcome["version"] == [1, 10, 1] and outcome["python"][:2] == [3, 11]
     assert outcome["urllib3"].startswith("1.26.")  # Debian 12's python3-urllib3
     assert outcome["orthanc_fn"] == server.folder + "/orthanc_fn.py"
     assert_uploaded_found_and_anonymized(server.conn, outcome, tags)
@@ -195,12 +204,11 @@ def assert_uploaded_found_and_anonymized(conn, outcome, tags):
     assert len(o.get_all_ids(conn, o.STUDIES)) == 2  # the original study is kept
 
 
-@pytest.mark.v112
 def test_importing_orthanc_fn_in_a_plugin_without_urllib3_says_to_install_python3_urllib3(
-        plugin_server):
+        plugin_server, new_tier):
     """urllib3 is hidden from the plugin's Python (Debian's package is installed in the rig)."""
     server = plugin_server("plugin-nourllib3", PLUGIN_WITHOUT_URLLIB3 % OUTCOME_ROUTE,
-                           tier="1.12")
+                           tier=new_tier)
     outcome = o._get(server.conn, OUTCOME_ROUTE)
     assert outcome["imported"] is False
     assert outcome["type"] == "ImportError"

@@ -1,6 +1,7 @@
 """Resources: ids, info, parents, children, deletion; ids never leave their URL segment;
 statistics, previews, created instances, PDF reports, merge and split."""
 import datetime
+import io
 import struct
 import zlib
 
@@ -65,10 +66,9 @@ def test_get_children_ids_returns_every_instance_of_a_patient(conn_a, upload_stu
     assert sorted(o.get_children_ids(conn_a, o.STUDIES, study_id, o.SERIES)) == series_ids
 
 
-@pytest.mark.v112
-def test_get_children_ids_returns_ids_on_orthanc_112_too(conn_112, upload_study):
-    study = upload_study(conn_112, 2, 2)
-    children = o.get_children_ids(conn_112, o.STUDIES, study.id, o.INSTANCES)
+def test_get_children_ids_returns_ids_on_orthanc_112_and_newer_too(conn_new, upload_study):
+    study = upload_study(conn_new, 2, 2)
+    children = o.get_children_ids(conn_new, o.STUDIES, study.id, o.INSTANCES)
     assert sorted(children) == sorted(study.instances_ids)
 
 
@@ -115,6 +115,19 @@ def test_delete_of_an_empty_list_does_nothing(conn_a, upload_study):
     assert o.exists(conn_a, o.STUDIES, study_id)
 
 
+def test_delete_with_missing_ok_ignores_an_id_that_is_already_gone(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
+    o.delete(conn_a, o.STUDIES, study_id)
+    o.delete(conn_a, o.STUDIES, study_id, missing_ok=True)
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
+def test_delete_with_missing_ok_still_deletes_an_id_that_exists(conn_a, upload_study):
+    study_id = upload_study(conn_a, 1, 1).id
+    o.delete(conn_a, o.STUDIES, study_id, missing_ok=True)
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
 BAD_IDS = ["../system", "a/b", "..", ".", "x?y=1", "x#y", "%2e%2e", "a\\b", "", "a\nb"]
 
 CALLS = {
@@ -125,6 +138,12 @@ CALLS = {
     "delete_list": lambda c, i: o.delete(c, o.STUDIES, ["ok-id", i]),
     "get_tags": lambda c, i: o.get_tags(c, i),
     "get_file": lambda c, i: o.get_file(c, i),
+    "get_file_transcoded": lambda c, i: o.get_file(c, i, transcode="1.2.840.10008.1.2"),
+    "is_protected": lambda c, i: o.is_protected(c, i),
+    "set_protected": lambda c, i: o.set_protected(c, i),
+    "reconstruct": lambda c, i: o.reconstruct(c, o.STUDIES, i),
+    "get_shared_tags": lambda c, i: o.get_shared_tags(c, o.STUDIES, i),
+    "get_all_metadata": lambda c, i: o.get_all_metadata(c, o.STUDIES, i),
     "get_string_metadata": lambda c, i: o.get_string_metadata(c, o.STUDIES, i, 1024),
     "metadata_name": lambda c, i: o.get_string_metadata(c, o.STUDIES, "ok-id", i),
     "set_attachment": lambda c, i: o.set_attachment(c, o.STUDIES, "ok-id", i, b"x"),
@@ -139,6 +158,80 @@ def test_an_id_that_could_reach_another_endpoint_is_refused_before_any_request(c
     conn = o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}")
     with pytest.raises(o.OrthancValueError):
         CALLS[call](conn, bad_id)
+
+
+# ---- protection from recycling, reconstruction
+
+@pytest.fixture(scope="module")
+def small_server(make_server):
+    """A server that keeps at most one patient and has no storage cache."""
+    return make_server("onepatient", config={"MaximumPatientCount": 1,
+                                            "MaximumStorageCacheSize": 0})
+
+
+def _patient(conn, name):
+    data = h.generate_test_dicom_file(8, 8, {"PatientID": name, "PatientName": name})
+    return o.get_parent_id(conn, o.INSTANCES, o.upload(conn, data)[0], o.PATIENTS)
+
+
+def test_set_protected_then_is_protected_reads_it_back(conn_a, upload_study):
+    patient_id = upload_study(conn_a, 1, 1).patient_id
+    assert o.is_protected(conn_a, patient_id) is False
+    o.set_protected(conn_a, patient_id)
+    assert o.is_protected(conn_a, patient_id) is True
+    o.set_protected(conn_a, patient_id, False)
+    assert o.is_protected(conn_a, patient_id) is False
+
+
+def test_a_protected_patient_is_not_recycled_when_the_server_is_full(small_server):
+    conn = small_server.conn
+    o.delete_all_content(conn)
+    kept = _patient(conn, "PROTECTED-1")
+    o.set_protected(conn, kept)
+    with pytest.raises(o.HttpError):  # Orthanc 1.10: "The file storage is full"
+        _patient(conn, "NEWCOMER-2")
+    assert o.get_all_ids(conn, o.PATIENTS) == [kept]
+
+
+def test_an_unprotected_patient_is_recycled_when_the_server_is_full(small_server):
+    conn = small_server.conn
+    o.delete_all_content(conn)
+    first = _patient(conn, "RECYCLED-1")
+    second = _patient(conn, "NEWCOMER-2")
+    assert o.get_all_ids(conn, o.PATIENTS) == [second] and first != second
+
+
+@pytest.mark.parametrize("call", [o.is_protected, o.set_protected])
+def test_protection_of_an_unknown_patient_raises_not_found(conn_a, call):
+    with pytest.raises(o.NotFound) as info:
+        call(conn_a, "00000000-00000000-00000000-00000000-00000000")
+    assert info.value.status == 400  # what Orthanc 1.10 answered: "Parameter out of range"
+    assert "no patient 00000000-00000000-00000000-00000000-00000000" in str(info.value)
+
+
+@pytest.mark.v113
+def test_protection_of_an_unknown_patient_raises_not_found_on_1_13(conn_113):
+    with pytest.raises(o.NotFound):
+        o.is_protected(conn_113, "00000000-00000000-00000000-00000000-00000000")
+
+
+def test_reconstruct_rebuilds_the_index_from_the_stored_file(small_server):
+    """The stored file is replaced on disk behind Orthanc's back: only the index is stale."""
+    import io
+    import os
+    import pydicom
+    conn = small_server.conn
+    o.delete_all_content(conn)
+    data = h.generate_test_dicom_file(8, 8, {"StudyDescription": "BEFORE"})
+    instance_id = o.upload(conn, data)[0]
+    study_id = o.get_parent_id(conn, o.INSTANCES, instance_id, o.STUDIES)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.StudyDescription = "AFTER"
+    uuid = o._get(conn, f"/instances/{instance_id}/attachments/dicom/info")["Uuid"]
+    ds.save_as(os.path.join(small_server.dir, "storage", uuid[:2], uuid[2:4], uuid))
+    assert o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyDescription"] == "BEFORE"
+    o.reconstruct(conn, o.STUDIES, study_id)
+    assert o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyDescription"] == "AFTER"
 
 
 # ---- statistics, previews, created instances, PDF, merge and split ----
@@ -215,6 +308,40 @@ def test_get_ordered_instances_ids_follows_instance_numbers_not_upload_order(con
 def test_get_preview_renders_the_instance_as_an_image(conn_a, fmt, magic):
     instance_id = o.upload(conn_a, h.generate_test_dicom_file(32, 24))[0]
     assert o.get_preview(conn_a, instance_id, format=fmt).startswith(magic)
+
+
+def _mr_small(name):
+    """pydicom's ``MR_small.dcm`` or its lossless JPEG 2000 twin ``MR_small_jp2klossless.dcm``
+    (the same 64x64 image), with new UIDs of its own and its pixel data untouched."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    dataset = pydicom.dcmread(get_testdata_file(name))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        setattr(dataset, keyword, pydicom.uid.generate_uid())
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_get_preview_of_a_jpeg_2000_instance_is_that_of_its_uncompressed_twin_on_every_tier(
+        server_gdcm):
+    """GDCM decodes it: Orthanc has no JPEG 2000 decoder of its own."""
+    conn = server_gdcm.conn
+    jpeg_2000 = o.upload(conn, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    uncompressed = o.upload(conn, _mr_small("MR_small.dcm"))[0]
+    assert o.get_info(conn, o.INSTANCES, jpeg_2000)["FileSize"] < o.get_info(
+        conn, o.INSTANCES, uncompressed)["FileSize"]
+    preview = o.get_preview(conn, jpeg_2000)
+    assert preview.startswith(b"\x89PNG")
+    assert preview == o.get_preview(conn, uncompressed)
+
+
+def test_get_preview_of_a_jpeg_2000_instance_without_gdcm_raises_415(conn_a):
+    instance_id = o.upload(conn_a, _mr_small("MR_small_jp2klossless.dcm"))[0]
+    with pytest.raises(o.HttpError) as info:
+        o.get_preview(conn_a, instance_id)
+    assert info.value.status == 415
 
 
 def test_get_preview_refuses_an_unknown_format_before_any_request():
@@ -321,31 +448,28 @@ def test_split_study_with_keep_source_leaves_the_study_whole(conn_a, upload_stud
     assert len(series_of(conn_a, study_id)) == 2
 
 
-@pytest.mark.v112
-def test_a_pdf_attached_to_a_study_downloads_byte_identical_on_orthanc_112(
-        conn_112, tmp_path, upload_study):
-    study_id = upload_study(conn_112, 1, 1).id
+def test_a_pdf_attached_to_a_study_downloads_byte_identical_on_orthanc_112_and_newer(
+        conn_new, tmp_path, upload_study):
+    study_id = upload_study(conn_new, 1, 1).id
     pdf = make_pdf(b" ")
     (tmp_path / "in.pdf").write_bytes(pdf)
-    instance_id = o.attach_pdf(conn_112, study_id, str(tmp_path / "in.pdf"), "Report")
-    assert o.get_pdf_instances(conn_112, study_id) == [instance_id]
-    o.download_pdf(conn_112, instance_id, str(tmp_path / "out.pdf"))
+    instance_id = o.attach_pdf(conn_new, study_id, str(tmp_path / "in.pdf"), "Report")
+    assert o.get_pdf_instances(conn_new, study_id) == [instance_id]
+    o.download_pdf(conn_new, instance_id, str(tmp_path / "out.pdf"))
     assert (tmp_path / "out.pdf").read_bytes() == pdf
 
 
-@pytest.mark.v112
-def test_get_ordered_instances_ids_follows_instance_numbers_on_orthanc_112(conn_112):
+def test_get_ordered_instances_ids_follows_instance_numbers_on_orthanc_112_and_newer(conn_new):
     files = h.generate_test_study(1, 4, width=8, height=8)
-    ids = {number: o.upload(conn_112, files[number - 1])[0] for number in (3, 1, 4, 2)}
-    series_id = o.get_info(conn_112, o.INSTANCES, ids[1])["ParentSeries"]
-    assert o.get_ordered_instances_ids(conn_112, series_id) == [ids[1], ids[2], ids[3], ids[4]]
+    ids = {number: o.upload(conn_new, files[number - 1])[0] for number in (3, 1, 4, 2)}
+    series_id = o.get_info(conn_new, o.INSTANCES, ids[1])["ParentSeries"]
+    assert o.get_ordered_instances_ids(conn_new, series_id) == [ids[1], ids[2], ids[3], ids[4]]
 
 
-@pytest.mark.v112
-def test_merge_study_then_split_study_work_on_orthanc_112(conn_112, upload_study):
-    source = upload_study(conn_112, 2, 1)
-    target = upload_study(conn_112, 1, 1).id
-    o.merge_study(conn_112, target, source.series_ids[0])
-    assert len(series_of(conn_112, target)) == 2
-    new_id = o.split_study(conn_112, target, series_of(conn_112, target)[0])
-    assert len(series_of(conn_112, new_id)) == 1 and len(series_of(conn_112, target)) == 1
+def test_merge_study_then_split_study_work_on_orthanc_112_and_newer(conn_new, upload_study):
+    source = upload_study(conn_new, 2, 1)
+    target = upload_study(conn_new, 1, 1).id
+    o.merge_study(conn_new, target, source.series_ids[0])
+    assert len(series_of(conn_new, target)) == 2
+    new_id = o.split_study(conn_new, target, series_of(conn_new, target)[0])
+    assert len(series_of(conn_new, new_id)) == 1 and len(series_of(conn_new, target)) == 1

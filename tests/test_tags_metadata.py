@@ -109,7 +109,12 @@ def test_get_string_metadata_returns_the_default_only_when_the_metadata_is_missi
     lambda c: o.has_metadata(c, o.STUDIES, UNKNOWN, 1024),
     lambda c: o.set_string_metadata(c, o.STUDIES, UNKNOWN, 1024, "x"),
     lambda c: o.delete_metadata(c, o.STUDIES, UNKNOWN, 1024),
-], ids=["get_string", "get_binary", "has", "set", "delete"])
+    lambda c: o.get_string_metadata_with_revision(c, o.STUDIES, UNKNOWN, 1024, default="x"),
+    lambda c: o.get_binary_metadata_with_revision(c, o.STUDIES, UNKNOWN, 1024, default=b"x"),
+    lambda c: o.get_all_metadata(c, o.STUDIES, UNKNOWN),
+    lambda c: o.get_shared_tags(c, o.STUDIES, UNKNOWN),
+], ids=["get_string", "get_binary", "has", "set", "delete", "string_with_revision",
+        "binary_with_revision", "all", "shared_tags"])
 def test_metadata_of_an_unknown_resource_raises_not_found(conn_a, call):
     with pytest.raises(o.NotFound):
         call(conn_a)
@@ -162,14 +167,14 @@ def test_delete_metadata_raises_not_found_when_missing(conn_a):
         o.delete_metadata(conn_a, o.INSTANCES, _instance(conn_a), 1061)
 
 
-@pytest.mark.v112
-def test_metadata_default_and_unknown_resource_behave_the_same_on_orthanc_112(conn_112):
-    instance_id = _instance(conn_112)
-    assert o.get_string_metadata(conn_112, o.INSTANCES, instance_id, 1024, "d") == "d"
-    o.set_string_metadata(conn_112, o.INSTANCES, instance_id, "Comment", "v112")
-    assert o.get_string_metadata(conn_112, o.INSTANCES, instance_id, "Comment") == "v112"
+def test_metadata_default_and_unknown_resource_behave_the_same_on_orthanc_112_and_newer(
+        conn_new):
+    instance_id = _instance(conn_new)
+    assert o.get_string_metadata(conn_new, o.INSTANCES, instance_id, 1024, "d") == "d"
+    o.set_string_metadata(conn_new, o.INSTANCES, instance_id, "Comment", "new")
+    assert o.get_string_metadata(conn_new, o.INSTANCES, instance_id, "Comment") == "new"
     with pytest.raises(o.NotFound):
-        o.get_string_metadata(conn_112, o.INSTANCES, UNKNOWN, 1024, "d")
+        o.get_string_metadata(conn_new, o.INSTANCES, UNKNOWN, 1024, "d")
 
 
 def test_attachment_round_trips_bytes_and_is_replaced_by_a_second_set(conn_a):
@@ -196,6 +201,57 @@ def test_an_undeclared_attachment_name_raises_not_found_naming_user_content_type
     with pytest.raises(o.NotFound) as info:
         o.set_attachment(conn_a, o.INSTANCES, _instance(conn_a), "report", b"x")
     assert "UserContentType" in str(info.value)
+
+
+# ---- metadata with revision and a default, every metadata at once, shared tags
+
+def test_metadata_with_revision_returns_the_default_and_no_revision_when_missing(conn_a):
+    instance_id = _instance(conn_a)
+    assert o.get_string_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1032, default="none") == ("none", None)
+    assert o.get_binary_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1032, default=None) == (None, None)
+
+
+def test_metadata_with_revision_and_a_default_returns_the_value_when_present(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1033, "here")
+    value, revision = o.get_string_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1033, default="none")
+    assert value == "here" and revision
+    assert o.get_binary_metadata_with_revision(
+        conn_a, o.INSTANCES, instance_id, 1033, default=b"") == (b"here", revision)
+
+
+def test_metadata_with_revision_without_a_default_still_raises_not_found_when_missing(conn_a):
+    with pytest.raises(o.NotFound):
+        o.get_string_metadata_with_revision(conn_a, o.INSTANCES, _instance(conn_a), 1034)
+
+
+def test_get_all_metadata_returns_orthancs_and_user_metadata_in_one_dict(conn_a):
+    instance_id = _instance(conn_a)
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, "Comment", "declared")
+    o.set_string_metadata(conn_a, o.INSTANCES, instance_id, 1045, "by number")
+    metadata = o.get_all_metadata(conn_a, o.INSTANCES, instance_id)
+    assert metadata["Comment"] == "declared" and metadata["1045"] == "by number"
+    assert metadata["TransferSyntax"] == "1.2.840.10008.1.2.1"
+    assert metadata["Origin"] == "RestApi"
+
+
+def test_get_shared_tags_of_a_study_keeps_what_its_instances_share(conn_a):
+    files = h.generate_test_study(2, 2, {"StudyDescription": "SHARED", "PatientName": "S^T"},
+                                  width=8, height=8)
+    ids = [i for data in files for i in o.upload(conn_a, data)]
+    study_id = o.get_parent_id(conn_a, o.INSTANCES, ids[0], o.STUDIES)
+    shared = o.get_shared_tags(conn_a, o.STUDIES, study_id)
+    assert isinstance(shared, o.Tags)
+    assert shared["StudyDescription"] == "SHARED" and shared["0010,0010"] == "S^T"
+    assert "SOPInstanceUID" not in shared and "SeriesInstanceUID" not in shared
+
+
+def test_get_shared_tags_of_an_instance_is_all_its_tags(conn_a):
+    instance_id = _instance(conn_a)
+    assert o.get_shared_tags(conn_a, o.INSTANCES, instance_id) == o.get_tags(conn_a, instance_id)
 
 
 # ---- revisions ----

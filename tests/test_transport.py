@@ -158,6 +158,71 @@ def test_is_alive_is_true_for_a_running_server_and_false_otherwise(conn_a):
     assert o.is_alive(o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}")) is False
 
 
+LOGIN_PAGE = (200, {"Content-Type": "text/html; charset=utf-8"},
+              b"<!DOCTYPE html>\n<html><title>Sign in - Hospital SSO</title></html>")
+
+
+def test_a_2xx_answer_that_is_not_json_raises_unexpected_answer_showing_its_first_bytes(
+        proxy_standin):
+    proxy_standin.answer = LOGIN_PAGE
+    with pytest.raises(o.UnexpectedAnswer) as info:
+        o.get_system(proxy_standin.conn)
+    assert "did not answer like Orthanc" in str(info.value) and "Sign in" in str(info.value)
+    assert info.value.status == 200 and info.value.content_type.startswith("text/html")
+    assert info.value.data.startswith(b"<!DOCTYPE html>")
+
+
+def test_orthancs_own_text_answers_are_returned_as_str(conn_a):
+    uid = o._get(conn_a, "/tools/generate-uid", {"level": "study"})
+    assert isinstance(uid, str) and uid.startswith("1.2.")
+
+
+def test_is_alive_is_false_for_a_login_page_and_for_json_that_is_not_orthancs(proxy_standin):
+    proxy_standin.answer = LOGIN_PAGE
+    assert o.is_alive(proxy_standin.conn) is False
+    proxy_standin.answer = (200, {"Content-Type": "application/json"}, b'{"status": "ok"}')
+    assert o.is_alive(proxy_standin.conn) is False
+    assert proxy_standin.requests == [("GET", "/system")] * 2
+
+
+def test_a_body_cut_while_streamed_raises_connection_error_and_leaves_no_file(proxy_standin,
+                                                                             tmp_path):
+    proxy_standin.answer = (200, {"Content-Type": "application/dicom"}, b"x" * 100_000)
+    proxy_standin.sent = 1000
+    with pytest.raises(o.OrthancConnectionError) as info:
+        o.download_file(proxy_standin.conn, "some-id", tmp_path / "f.dcm")
+    assert "/instances/some-id/file" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_metadata_body_cut_while_read_raises_connection_error(proxy_standin):
+    proxy_standin.answer = (200, {"ETag": '"3"'}, b"x" * 100_000)
+    proxy_standin.sent = 1000
+    with pytest.raises(o.OrthancConnectionError) as info:
+        o.get_binary_metadata_with_revision(proxy_standin.conn, o.STUDIES, "s-id", 1025)
+    assert "/studies/s-id/metadata/1025" in str(info.value)
+
+
+def test_an_error_body_cut_while_streamed_raises_connection_error(proxy_standin, tmp_path):
+    proxy_standin.answer = (404, {"Content-Type": "application/json"}, b"{" + b" " * 50_000)
+    proxy_standin.sent = 100
+    with pytest.raises(o.OrthancConnectionError):
+        o.download_file(proxy_standin.conn, "some-id", tmp_path / "f.dcm")
+
+
+def test_exists_refuses_an_invalid_level_before_any_request():
+    with pytest.raises(o.OrthancValueError) as info:
+        o.exists(o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}"), "studys", "x")
+    assert "'studys'" in str(info.value)
+
+
+def test_a_bad_c_find_query_keyword_raises_http_error_not_bad_file_format(conn_a):
+    with pytest.raises(o.HttpError) as info:
+        o.modality_query(conn_a, "b", o.STUDIES, {"NoSuchKeyword": "x"})
+    assert not isinstance(info.value, o.BadFileFormat)
+    assert info.value.status == 400 and info.value.orthanc["OrthancStatus"] == 15
+
+
 def test_wait_started_keeps_trying_until_its_timeout_then_gives_up(count_requests):
     start = time.monotonic()
     assert o.wait_started(o.Connection(f"http://127.0.0.1:{orthanc_rig.free_port()}"),

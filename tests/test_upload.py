@@ -208,17 +208,62 @@ def test_upload_files_dicom_web_stores_the_files_in_batches(empty_a, tmp_path, m
     assert len(o.get_all_ids(empty_a, o.INSTANCES)) == 7
 
 
-def test_upload_files_dicom_web_with_a_file_that_is_not_dicom_stores_the_others_then_raises(
+def test_upload_files_dicom_web_raises_stow_failed_naming_a_refused_file_after_the_others(
         empty_a, tmp_path):
     good = _write(tmp_path / "good.dcm", _dicom())
     bad = _write(tmp_path / "bad.dcm", b"not dicom at all")
-    with pytest.raises(o.HttpError) as info:
-        o.upload_files_dicom_web(empty_a, [good, bad])
-    # DICOMweb 1.7 (Orthanc 1.10.1) answers 400 with its STOW answer: the good file among the
-    # referenced SOPs; the unreadable part has no SOP UID, so FailedSOPSequence stays empty.
-    assert info.value.status == 400
-    assert len(info.value.orthanc["00081199"]["Value"]) == 1
-    assert len(o.get_all_ids(empty_a, o.INSTANCES)) == 1
+    later = _write(tmp_path / "later.dcm", _dicom())
+    with pytest.raises(o.StowFailed) as info:
+        o.upload_files_dicom_web(empty_a, [good, bad, later])
+    assert info.value.paths == [bad] and bad in str(info.value)
+    assert len(info.value.answer["00081199"]["Value"]) == 2
+    assert len(o.get_all_ids(empty_a, o.INSTANCES)) == 2
+
+
+def test_upload_files_dicom_web_raises_at_once_an_error_that_is_not_a_stow_answer(conn_a,
+                                                                                  tmp_path):
+    path = _write(tmp_path / "good.dcm", _dicom())
+    with pytest.raises(o.NotFound) as info:
+        o.upload_files_dicom_web(conn_a, [path], root="/no-such-plugin")
+    assert not isinstance(info.value, o.StowFailed) and info.value.status == 404
+
+
+@pytest.mark.parametrize("upload", [o.upload_folder, o.upload_folder_details])
+def test_files_with_a_skipped_extension_are_never_sent(upload, empty_a, tmp_path,
+                                                       count_requests):
+    kept = [_write(tmp_path / name, _dicom()) for name in ("a.dcm", "sub/b", "c.DCM")]
+    for name in ("notes.txt", "sub/REPORT.TXT", "meta.json"):
+        _write(tmp_path / name, name.encode())
+    upload(empty_a, tmp_path, skip_extensions=(".txt", "json"))
+    posts = [options["body"] for method, url, options in count_requests
+             if method == "POST" and url.endswith("/instances")]
+    assert len(posts) == len(kept)
+    assert sorted(posts) == sorted(open(path, "rb").read() for path in kept)
+
+
+def test_a_404_without_orthancs_error_body_is_raised_not_listed_as_a_refused_file(
+        proxy_standin, tmp_path):
+    proxy_standin.answer = (404, {}, b"")  # a wrong URL behind a proxy
+    _write(tmp_path / "a.dcm", _dicom())
+    with pytest.raises(o.NotFound) as info:
+        o.upload_folder(proxy_standin.conn, tmp_path, ignore_errors=True)
+    assert not isinstance(info.value, o.BadFileFormat)
+
+
+def test_a_404_with_orthancs_inexistent_tag_is_a_refused_file(conn_a):
+    from pydicom import data
+    path = data.get_palette_files("hotiron.dcm")[0]  # a real palette: no patient, no study
+    with pytest.raises(o.BadFileFormat) as info:
+        o.upload_file(conn_a, path)
+    assert info.value.path == path
+    assert (info.value.status, info.value.orthanc["OrthancStatus"]) == (404, 21)
+
+
+def test_upload_file_gives_up_after_its_timeout(proxy_standin, tmp_path):
+    proxy_standin.delay = 5
+    path = _write(tmp_path / "a.dcm", _dicom())
+    with pytest.raises(o.OrthancTimeout):
+        o.upload_file(proxy_standin.conn, path, timeout=0.5)
 
 
 def test_get_file_returns_the_stored_bytes(conn_a):
@@ -268,7 +313,10 @@ def test_download_archive_of_an_unknown_id_raises_not_found_and_keeps_the_old_fi
 def test_download_archive_removes_the_partial_file_when_the_server_dies(make_server,
                                                                        tmp_path):
     server = make_server("dies-in-download")
-    files = h.generate_test_study(1, 60, width=512, height=512)  # 30 MB, more than socket buffers
+    study = {"StudyInstanceUID": "1.2.826.0.1.3680043.8.498.268"}
+    # 30 MB that the archive's deflate cannot shrink: more than the socket buffers hold
+    files = [h.generate_test_dicom_file(512, 512, study, image="random", seed=n)
+             for n in range(60)]
     for data in files:
         o.upload(server.conn, data)
     study_id = o.get_all_ids(server.conn, o.STUDIES)[0]

@@ -34,6 +34,14 @@ def test_the_1_12_tier_runs_orthanc_1_12_7(conn_112):
     assert o.get_version(conn_112) == (1, 12, 7)
 
 
+@pytest.mark.v113
+def test_the_1_13_tier_runs_orthanc_1_13_or_newer(conn_113):
+    """Debian sid moves: the tier accepts any 1.13.x (or later) release."""
+    version = o.get_system(conn_113)["Version"]
+    print(f"\n1.13 tier (chroot): Orthanc {version}")
+    assert o.get_version(conn_113) >= (1, 13, 0)
+
+
 def test_require_raises_unsupported_by_server_naming_the_needed_and_actual_versions(conn_a):
     with pytest.raises(o.UnsupportedByServer) as info:
         o._require(conn_a, "labels")
@@ -65,17 +73,27 @@ def test_the_feature_table_is_read_only():
     assert o.FEATURES["labels"] == (1, 12, 0)
 
 
-@pytest.mark.v112
-def test_require_accepts_every_feature_of_the_table_up_to_1_12_7_on_1_12_7(conn_112):
-    for feature, version in o.FEATURES.items():
-        if version <= (1, 12, 7):
-            o._require(conn_112, feature)
+def test_require_accepts_exactly_the_features_of_the_table_as_old_as_each_tier(conn_any):
+    """On every tier: the features up to its version pass, the newer ones raise."""
+    actual = o.get_version(conn_any)
+    for feature, needed in o.FEATURES.items():
+        if needed <= actual:
+            o._require(conn_any, feature)
+        else:
+            with pytest.raises(o.UnsupportedByServer) as info:
+                o._require(conn_any, feature)
+            assert (info.value.needed, info.value.actual) == (needed, actual)
 
 
 @pytest.mark.v113
-def test_require_accepts_every_feature_of_the_table_on_1_13(conn_113):
+def test_orthanc_1_13_is_recent_enough_for_every_feature_of_the_table(conn_113):
     for feature in o.FEATURES:
         o._require(conn_113, feature)
+
+
+def test_the_features_of_the_table_are_sorted_by_version():
+    versions = list(o.FEATURES.values())
+    assert versions == sorted(versions)
 
 
 def test_require_costs_exactly_one_get_system(conn_a, caplog):
@@ -96,6 +114,22 @@ def test_orthanc_1_12_7_announces_the_1_12_features_of_the_table(conn_112):
     assert o.get_version(conn_112) >= o.FEATURES["labels"] and system["HasLabels"] is True
     assert o.get_version(conn_112) >= o.FEATURES["extended_find"]
     assert system["Capabilities"] == {"HasExtendedChanges": True, "HasExtendedFind": True}
+
+
+@pytest.mark.v113
+def test_orthanc_1_13_announces_key_value_stores_and_queues_besides_extended_find(conn_113):
+    system = o.get_system(conn_113)
+    assert system["HasLabels"] is True and system["ApiVersion"] >= 31
+    assert {"HasExtendedChanges", "HasExtendedFind", "HasKeyValueStores",
+            "HasQueues"} <= {name for name, value in system["Capabilities"].items() if value}
+
+
+@pytest.mark.v113
+def test_orthanc_1_13_renames_the_default_retrieve_method_and_adds_the_overwrite_mode(conn_113):
+    """New keys of /system since 1.12.11 and 1.13.0: nothing in orthanc_fn reads the old ones."""
+    system = o.get_system(conn_113)
+    assert "DefaultRetrieveMethod" not in system and system["DicomDefaultRetrieveMethod"]
+    assert system["OverwriteInstancesMode"] == "Never" and system["OverwriteInstances"] is False
 
 
 def test_a_call_without_version_dependent_options_never_asks_for_the_version(conn_a, caplog):

@@ -33,6 +33,8 @@ BENCHMARKS = {
     "import": ("bench_import", ["--runs", "31"]),
     "requests": ("bench_requests", []),
     "scale": ("bench_scale", []),
+    "volume": ("bench_volume", []),
+    "sync": ("bench_sync", []),
 }
 
 

@@ -6,6 +6,7 @@ The tests put it in front of a real Orthanc node to see the statuses the client 
 from __future__ import annotations
 
 import collections
+import hashlib
 import http.client
 import http.server
 import threading
@@ -15,13 +16,16 @@ class CountingProxy:
     """Forward ``self.url`` to ``127.0.0.1:target_port``; count what goes through.
 
     ``requests`` lists each request forwarded (``"GET /system"``), ``statuses`` counts the
-    answers by status. Any client pointed at ``url`` is counted the same way.
+    answers by status, ``bodies`` counts ``(method, path, SHA-1 of the body)`` of each
+    request with a body (how many times one file was sent). Any client pointed at ``url`` is
+    counted the same way.
     """
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.statuses = collections.Counter()
         self.requests = []
+        self.bodies = collections.Counter()
         self.lock = threading.Lock()
         proxy = self
 
@@ -36,6 +40,9 @@ class CountingProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy.lock:
                     proxy.requests.append(f"{self.command} {self.path}")
+                    if body:
+                        proxy.bodies[(self.command, self.path,
+                                      hashlib.sha1(body).hexdigest())] += 1
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port,
                                                       timeout=60)
                 try:

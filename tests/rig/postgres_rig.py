@@ -75,9 +75,14 @@ class Postgres:
         }
 
 
-def cluster_node(name, postgres, serialization_retries=10):
-    """An Orthanc node (not started) that keeps its index and files in ``postgres``."""
-    return orthanc_rig.Server(name, config={
+def cluster_node(name, postgres, serialization_retries=10, tier=None):
+    """An Orthanc node (not started) that keeps its index and files in ``postgres``.
+
+    ``tier`` ('1.10', '1.12', '1.13'; None: the host's) picks the Orthanc and its
+    orthanc-postgresql plugin (4.0 on Debian 12, 5.0 on Debian 13 and sid); the PostgreSQL
+    server is always the host's, reached over loopback from a chroot too.
+    """
+    return orthanc_rig.Server(name, tier=tier, config={
         "PostgreSQL": postgres.orthanc_config(serialization_retries)},
                               plugins=("libOrthancPostgreSQLIndex.so",
                                        "libOrthancPostgreSQLStorage.so"))
