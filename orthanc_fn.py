@@ -342,7 +342,15 @@ def _restated(error, message, **fields):
 # ==== Helpers used everywhere ====
 
 def _segment(value, what="id"):
-    """Quote one path segment; refuse anything that could reach another endpoint."""
+    """Quote one path segment; refuse anything that could reach another endpoint.
+
+    >>> _segment("1.2.840 x"), _segment(42)
+    ('1.2.840%20x', '42')
+    >>> _segment("../system")
+    Traceback (most recent call last):
+    ...
+    orthanc_fn.OrthancValueError: invalid id '../system': not a single URL path segment
+    """
     text = str(value)
     if not text or text in (".", "..") or any(c in text for c in "/\\?#%") \
             or any(ord(c) < 32 for c in text):
@@ -360,6 +368,11 @@ def _as_list(value):
 
 
 def _level(level):
+    """Orthanc's URL name of a level, given as ``STUDIES`` or as Orthanc's singular ``Study``.
+
+    >>> _level("Study"), _level(SERIES)
+    ('studies', 'series')
+    """
     try:
         return _LEVEL_NAMES[level]
     except (KeyError, TypeError):
@@ -369,6 +382,13 @@ def _level(level):
 
 
 def _parse_version(text):
+    """``/system``'s ``Version`` as a tuple of three ints; ``mainline`` is newer than any.
+
+    >>> _parse_version("1.12.7"), _parse_version("1.10"), _parse_version("mainline")
+    ((1, 12, 7), (1, 10, 0), (999, 999, 999))
+    >>> _parse_version("1.9.10") > _parse_version("1.9.4")
+    True
+    """
     if text == "mainline":
         return (999, 999, 999)
     numbers = [int(n) for n in re.findall(r"\d+", str(text))[:3]]
@@ -3382,6 +3402,10 @@ class _FrozenSeries(Mapping):
     Built from a mapping or from ``(series_id, instances_ids)`` pairs (repeated series merge).
     Series are sorted, instance ids sorted and unique, empty series dropped: two mappings with
     the same content are equal and hash alike. It pickles; ``dict(m)`` gives a JSON-ready dict.
+
+    >>> m = _FrozenSeries([("b", ["2", "1"]), ("a", ["3"]), ("b", ["1"]), ("c", [])])
+    >>> m, m == {"a": ("3",), "b": ("1", "2")}, hash(m) == hash(_FrozenSeries(dict(m)))
+    ({'a': ('3',), 'b': ('1', '2')}, True, True)
     """
     __slots__ = ("_items", "_index")
 
@@ -3553,7 +3577,11 @@ class InstancesSet(_InstancesSetFields):
 
 
 def _id_set(ids):
-    """One id (a string) or an iterable of ids, as a set of strings."""
+    """One id (a string) or an iterable of ids, as a set of strings.
+
+    >>> sorted(_id_set("a")), sorted(_id_set(["b", "a", "b"]))
+    (['a'], ['a', 'b'])
+    """
     return set(map(str, _as_list(ids)))
 
 

@@ -69,3 +69,23 @@ def test_an_orthanc_left_running_is_stopped_when_the_python_that_started_it_ends
         assert gone_within(pid, folder, 15)
     finally:
         cleanup(child, pid, folder)
+
+
+LEAK = """
+import gc, socket
+
+def test_leaks_a_socket():
+    leaked = socket.socket()
+    del leaked
+    gc.collect()
+"""
+
+
+def test_a_test_that_leaks_a_socket_fails_under_the_projects_warning_filter(tmp_path):
+    (tmp_path / "test_leak.py").write_text(LEAK)
+    setup_cfg = os.path.join(os.path.dirname(HERE), "setup.cfg")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", setup_cfg,
+                          "--rootdir", str(tmp_path), str(tmp_path / "test_leak.py")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "ResourceWarning" in out.stdout and "1 failed" in out.stdout
