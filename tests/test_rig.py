@@ -53,6 +53,7 @@ def gone_within(pid, folder, timeout):
 def cleanup(child, pid, folder):
     child.kill()
     child.wait(10)
+    child.stdout.close()
     if running(pid, folder):
         os.kill(pid, signal.SIGKILL)  # the Orthanc this test started, if the net failed
     shutil.rmtree(folder, ignore_errors=True)

@@ -277,7 +277,8 @@ def test_download_file_streams_the_dicom_file_to_the_path(conn_a, tmp_path):
     seen = []
     path = o.download_file(conn_a, instance_id, tmp_path / "out.dcm",
                            progress=lambda done, total: seen.append((done, total)))
-    assert open(path, "rb").read() == data
+    with open(path, "rb") as f:
+        assert f.read() == data
     assert seen[-1] == (len(data), len(data))
 
 
@@ -306,7 +307,8 @@ def test_download_archive_of_an_unknown_id_raises_not_found_and_keeps_the_old_fi
     dest = _write(tmp_path / "old.zip", b"previous content")
     with pytest.raises(o.NotFound):
         o.download_archive(conn_a, o.STUDIES, "0" * 8, dest)
-    assert open(dest, "rb").read() == b"previous content"
+    with open(dest, "rb") as f:
+        assert f.read() == b"previous content"
     assert os.listdir(tmp_path) == ["old.zip"]
 
 
