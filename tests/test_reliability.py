@@ -141,6 +141,7 @@ def _stale_pooled_sockets(url):
     return sum(1 for s in sockets if urllib3.util.wait.wait_for_read(s, timeout=0))
 
 
+@pytest.mark.slow
 def test_two_hundred_calls_spaced_past_the_keep_alive_timeout_all_succeed(keep_alive_server):
     conn = keep_alive_server.conn
     dicom = h.generate_test_dicom_file(8, 8)
@@ -252,6 +253,7 @@ def test_c_echo_to_an_unreachable_modality_is_false_not_an_error(conn_a, nowhere
 
 # ---- 6. Concurrency ----
 
+@pytest.mark.slow
 def test_eight_threads_sharing_one_connection_make_4000_mixed_calls_correctly(conn_a):
     from pydicom.uid import generate_uid
 
@@ -379,6 +381,7 @@ def test_modify_instances_set_in_place_without_overwrite_keeps_the_originals(con
 
 # ---- 1. Server restart mid-upload ----
 
+@pytest.mark.slow
 def test_upload_folder_loses_nothing_when_the_server_is_killed_and_restarted(
         make_server, tmp_path):
     from pydicom.uid import generate_uid
