@@ -309,11 +309,6 @@ def fragile(make_server):
     server.stop()
 
 
-def _stored_study(conn, instances=4):
-    ids = [o.upload(conn, data)[0] for data in h.generate_test_study(1, instances)]
-    return o.get_parent_id(conn, o.INSTANCES, ids[0], o.STUDIES), ids
-
-
 def _lose_file(server, instance_id):
     """Delete the stored file of an instance behind Orthanc's back: reading it then fails."""
     uuid = o._get(server.conn, f"/instances/{instance_id}/attachments/dicom/info")["Uuid"]
@@ -329,9 +324,11 @@ def _assert_intact(conn, study_id, ids, lost):
 
 
 @pytest.mark.parametrize("action", ["modify", "anonymize"])
-def test_delete_original_never_deletes_the_study_when_the_job_fails(fragile, action):
+def test_delete_original_never_deletes_the_study_when_the_job_fails(fragile, action,
+                                                                  upload_study):
     conn = fragile.conn
-    study_id, ids = _stored_study(conn)
+    study = upload_study(conn, 1, 4)
+    study_id, ids = study.id, study.instances_ids  # in upload order
     _lose_file(fragile, ids[-1])  # the last one: the others are processed before it fails
     function = getattr(o, action)
     _, error = run_bounded(lambda: function(
@@ -341,9 +338,10 @@ def test_delete_original_never_deletes_the_study_when_the_job_fails(fragile, act
     _assert_intact(conn, study_id, ids, lost=ids[-1])
 
 
-def test_modifying_an_unreadable_instance_with_delete_original_keeps_it(fragile):
+def test_modifying_an_unreadable_instance_with_delete_original_keeps_it(fragile, upload_study):
     conn = fragile.conn
-    study_id, ids = _stored_study(conn, instances=1)
+    study = upload_study(conn, 1, 1)
+    study_id, ids = study.id, study.instances_ids  # in upload order
     _lose_file(fragile, ids[0])
     with pytest.raises(o.OrthancError):
         o.modify(conn, o.INSTANCES, ids[0], replace_tags={"SeriesDescription": "changed"},
@@ -352,9 +350,10 @@ def test_modifying_an_unreadable_instance_with_delete_original_keeps_it(fragile)
 
 
 def test_modify_instances_set_without_keep_source_keeps_the_originals_when_the_job_fails(
-        fragile):
+        fragile, upload_study):
     conn = fragile.conn
-    study_id, ids = _stored_study(conn)
+    study = upload_study(conn, 1, 4)
+    study_id, ids = study.id, study.instances_ids  # in upload order
     instances = o.instances_set_from_study(conn, study_id)
     _lose_file(fragile, instances.instances_ids[-1])
     _, error = run_bounded(lambda: o.modify_instances_set(
@@ -364,9 +363,11 @@ def test_modify_instances_set_without_keep_source_keeps_the_originals_when_the_j
     _assert_intact(conn, study_id, ids, lost=instances.instances_ids[-1])
 
 
-def test_modify_instances_set_in_place_without_overwrite_keeps_the_originals(conn_b):
+def test_modify_instances_set_in_place_without_overwrite_keeps_the_originals(conn_b,
+                                                                            upload_study):
     """Server B refuses to overwrite: the modified instances never exist, nothing is lost."""
-    study_id, ids = _stored_study(conn_b)
+    study = upload_study(conn_b, 1, 4)
+    study_id, ids = study.id, study.instances_ids  # in upload order
     instances = o.instances_set_from_study(conn_b, study_id)
     with pytest.raises(o.JobFailed):
         o.modify_instances_set(
