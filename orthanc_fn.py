@@ -2351,7 +2351,7 @@ def download_media(conn, level, orthanc_id, path, progress=None, *, transcode=No
 class DailyCount(NamedTuple):
     """One day of ``get_daily_stats``: ``date`` (a ``datetime.date``) and ``count``."""
     date: datetime.date
-    count: int
+    count: int  # type: ignore[assignment]  # the API names it so (it hides tuple.count)
 
 
 _LABELS_CONSTRAINTS = ("All", "Any", "None")

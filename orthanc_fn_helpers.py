@@ -37,11 +37,9 @@ def _core():
     Installed, it is the top-level ``orthanc_fn``; vendored with this file inside a package,
     it is that package's copy (``mypkg.orthanc_fn``): one module, one pool, one ``NotFound``.
     """
-    if __package__:
-        from . import orthanc_fn
-    else:
-        import orthanc_fn
-    return orthanc_fn
+    import importlib
+    return importlib.import_module(".orthanc_fn", __package__) if __package__ \
+        else importlib.import_module("orthanc_fn")
 
 
 def to_dicom_date(date):
