@@ -46,12 +46,10 @@ def _study_folder(tmp_path, series=2, instances=3, **tags):
     return folder, name
 
 
-def _uploaded_study(conn, **tags):
-    """Upload one generated study (2 series x 3 instances); return (study id, PatientName)."""
+def _uploaded_study(upload_study, conn, **tags):
+    """Upload a study of 2 series x 3 instances, with a new PatientName; return (id, name)."""
     name = "CLI^" + uuid.uuid4().hex[:8].upper()
-    for data in h.generate_test_study(2, 3, dict({"PatientName": name}, **tags)):
-        o.upload(conn, data)
-    return o.find(conn, o.STUDIES, {"PatientName": name}, expand=False)[0], name
+    return upload_study(conn, 2, 3, {"PatientName": name, **tags}).id, name
 
 
 def _one_error_line(out):
@@ -248,8 +246,8 @@ def test_upload_without_ignore_errors_fails_with_one_line_naming_the_bad_file(tm
     assert "notes.txt" in _one_error_line(out)
 
 
-def test_find_prints_one_json_line_per_matching_study(tmp_path, conn_a):
-    study_id, name = _uploaded_study(conn_a)
+def test_find_prints_one_json_line_per_matching_study(tmp_path, conn_a, upload_study):
+    study_id, name = _uploaded_study(upload_study, conn_a)
     out = cli("find", "studies", f"PatientName={name}", conn=conn_a)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
@@ -257,16 +255,16 @@ def test_find_prints_one_json_line_per_matching_study(tmp_path, conn_a):
     assert lines[0]["PatientMainDicomTags"]["PatientName"] == name
 
 
-def test_find_with_ids_and_limit_prints_at_most_limit_ids(tmp_path, conn_a):
-    _, name = _uploaded_study(conn_a)
+def test_find_with_ids_and_limit_prints_at_most_limit_ids(tmp_path, conn_a, upload_study):
+    _, name = _uploaded_study(upload_study, conn_a)
     out = cli("find", "instances", f"PatientName={name}", "--ids", "--limit", "4", conn=conn_a)
     assert out.returncode == 0, out.stderr
     ids = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(ids) == 4 and all(isinstance(i, str) for i in ids)
 
 
-def test_download_writes_a_zip_holding_every_instance_of_the_study(tmp_path, conn_a):
-    study_id, _ = _uploaded_study(conn_a)
+def test_download_writes_a_zip_holding_every_instance_of_the_study(tmp_path, conn_a, upload_study):
+    study_id, _ = _uploaded_study(upload_study, conn_a)
     dest = tmp_path / "study.zip"
     out = cli("download", "studies", study_id, str(dest), conn=conn_a)
     assert out.returncode == 0, out.stderr
@@ -284,8 +282,8 @@ def test_download_of_an_unknown_study_fails_with_one_line_and_writes_nothing(tmp
     assert not dest.exists()
 
 
-def test_daily_stats_counts_the_studies_of_each_day_in_the_range(tmp_path, empty_a):
-    _uploaded_study(empty_a, StudyDate="20260105")
+def test_daily_stats_counts_the_studies_of_each_day_in_the_range(tmp_path, empty_a, upload_study):
+    _uploaded_study(upload_study, empty_a, StudyDate="20260105")
     out = cli("daily-stats", "studies", "--from", "2026-01-04", "--to", "2026-01-06",
               conn=empty_a)
     assert out.returncode == 0, out.stderr
@@ -294,8 +292,8 @@ def test_daily_stats_counts_the_studies_of_each_day_in_the_range(tmp_path, empty
                                       {"date": "2026-01-06", "count": 0}]
 
 
-def test_daily_stats_table_prints_one_line_per_day(tmp_path, empty_a):
-    _uploaded_study(empty_a, StudyDate="20260105")
+def test_daily_stats_table_prints_one_line_per_day(tmp_path, empty_a, upload_study):
+    _uploaded_study(upload_study, empty_a, StudyDate="20260105")
     out = cli("daily-stats", "studies", "--from", "2026-01-05", "--to", "2026-01-06",
               "--table", conn=empty_a)
     assert out.returncode == 0, out.stderr
@@ -303,8 +301,8 @@ def test_daily_stats_table_prints_one_line_per_day(tmp_path, empty_a):
         ["2026-01-05", "1"], ["2026-01-06", "0"]]
 
 
-def test_anonymize_prints_the_new_id_and_applies_keep_and_replace(tmp_path, conn_a):
-    study_id, name = _uploaded_study(conn_a, StudyDescription="CLI-KEEP")
+def test_anonymize_prints_the_new_id_and_applies_keep_and_replace(tmp_path, conn_a, upload_study):
+    study_id, name = _uploaded_study(upload_study, conn_a, StudyDescription="CLI-KEEP")
     out = cli("anonymize", "studies", study_id, "--keep", "StudyDescription",
               "--replace", "PatientName=ANON^CLI", conn=conn_a)
     assert out.returncode == 0, out.stderr
@@ -322,23 +320,25 @@ def test_anonymize_of_an_unknown_study_fails_with_one_line(conn_a):
     assert "404" in _one_error_line(out)
 
 
-def test_send_to_a_modality_stores_the_study_on_the_other_server(tmp_path, conn_a, empty_b):
-    study_id, name = _uploaded_study(conn_a)
+def test_send_to_a_modality_stores_the_study_on_the_other_server(tmp_path, conn_a, empty_b,
+                                                                 upload_study):
+    study_id, name = _uploaded_study(upload_study, conn_a)
     out = cli("send", "--modality", "b", study_id, conn=conn_a)
     assert out.returncode == 0, out.stderr
     assert o.find(empty_b, o.STUDIES, {"PatientName": name}, expand=False)
 
 
-def test_send_to_a_peer_stores_the_study_on_the_other_server(tmp_path, conn_a, empty_b):
-    study_id, name = _uploaded_study(conn_a)
+def test_send_to_a_peer_stores_the_study_on_the_other_server(tmp_path, conn_a, empty_b,
+                                                             upload_study):
+    study_id, name = _uploaded_study(upload_study, conn_a)
     out = cli("send", "--peer", "b", study_id, conn=conn_a)
     assert out.returncode == 0, out.stderr
     assert o.find(empty_b, o.STUDIES, {"PatientName": name}, expand=False)
 
 
-def test_send_to_a_peer_gives_up_after_its_timeout(conn_a):
+def test_send_to_a_peer_gives_up_after_its_timeout(conn_a, upload_study):
     from silent_server import SilentServer
-    study_id, _ = _uploaded_study(conn_a)
+    study_id, _ = _uploaded_study(upload_study, conn_a)
     name = "silent-" + uuid.uuid4().hex[:6]
     with SilentServer() as silent:  # a peer that accepts and never answers
         o.configure_peer(conn_a, name, silent.url)
