@@ -91,7 +91,8 @@ def test_get_file_with_transcode_to_jpeg_2000_on_1_13_with_gdcm(conn_113):
 def test_download_file_with_transcode_saves_the_re_encoded_file(conn_a, tmp_path, upload_study):
     instance_id = upload_study(conn_a, 1, 1).instances_ids[0]
     path = o.download_file(conn_a, instance_id, tmp_path / "one.dcm", transcode=LOSSLESS_JPEG)
-    assert _syntax(open(path, "rb").read()) == LOSSLESS_JPEG
+    with open(path, "rb") as f:
+        assert _syntax(f.read()) == LOSSLESS_JPEG
 
 
 def test_download_instances_with_transcode_asks_the_version_once(conn_a, tmp_path,
@@ -99,7 +100,11 @@ def test_download_instances_with_transcode_asks_the_version_once(conn_a, tmp_pat
     instance_ids = upload_study(conn_a, 2, 2).instances_ids
     count_requests.clear()
     saved = o.download_instances(conn_a, instance_ids, tmp_path, transcode=LOSSLESS_JPEG)
-    assert {_syntax(open(p, "rb").read()) for _, p in saved} == {LOSSLESS_JPEG}
+    syntaxes = set()
+    for _, path in saved:
+        with open(path, "rb") as f:
+            syntaxes.add(_syntax(f.read()))
+    assert syntaxes == {LOSSLESS_JPEG}
     assert sum(url.endswith("/system") for _, url, _ in count_requests) == 1
 
 
