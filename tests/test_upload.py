@@ -238,7 +238,11 @@ def test_files_with_a_skipped_extension_are_never_sent(upload, empty_a, tmp_path
     posts = [options["body"] for method, url, options in count_requests
              if method == "POST" and url.endswith("/instances")]
     assert len(posts) == len(kept)
-    assert sorted(posts) == sorted(open(path, "rb").read() for path in kept)
+    sent = []
+    for path in kept:
+        with open(path, "rb") as f:
+            sent.append(f.read())
+    assert sorted(posts) == sorted(sent)
 
 
 def test_a_404_without_orthancs_error_body_is_raised_not_listed_as_a_refused_file(
