@@ -89,7 +89,7 @@ import time
 import types
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 try:
@@ -138,7 +138,8 @@ FEATURES = types.MappingProxyType({
     "find_unlabelled": (1, 12, 11),
 })
 
-_DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=60.0)
+_READ_TIMEOUT = 60.0
+_DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=_READ_TIMEOUT)
 _JSON = "application/json"
 _JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
 
@@ -162,7 +163,7 @@ class OrthancError(Exception):
     instance ``__dict__``, both restored without calling ``__init__``.
     """
 
-    def __init__(self, message: str = ""):
+    def __init__(self, message: str = "") -> None:
         super().__init__(message)
 
     def __reduce__(self):
@@ -185,7 +186,8 @@ class HttpError(OrthancError):
     url: str
     orthanc: Optional[dict]
 
-    def __init__(self, message, *, status, method, url, orthanc=None):
+    def __init__(self, message: str, *, status: int, method: str, url: str,
+                 orthanc: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.method, self.url, self.orthanc = status, method, url, orthanc
 
@@ -214,8 +216,9 @@ class BadFileFormat(HttpError):
     path: Optional[str]
     instances_ids: Optional[list]
 
-    def __init__(self, message, *, status, method, url, orthanc=None, path=None,
-                 instances_ids=None):
+    def __init__(self, message: str, *, status: int, method: str, url: str,
+                 orthanc: dict[str, Any] | None = None, path: str | None = None,
+                 instances_ids: list[str] | None = None) -> None:
         super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
         self.path, self.instances_ids = path, instances_ids
 
@@ -232,7 +235,8 @@ class UnexpectedAnswer(OrthancError):
     content_type: str
     data: bytes
 
-    def __init__(self, message, *, status, method, url, content_type, data):
+    def __init__(self, message: str, *, status: int, method: str, url: str, content_type: str,
+                 data: bytes) -> None:
         super().__init__(message)
         self.status, self.method, self.url = status, method, url
         self.content_type, self.data = content_type, data
@@ -247,7 +251,7 @@ class StowFailed(OrthancError):
     answer: dict
     paths: list
 
-    def __init__(self, message, *, answer, paths):
+    def __init__(self, message: str, *, answer: dict[str, Any], paths: list[str]) -> None:
         super().__init__(message)
         self.answer, self.paths = answer, paths
 
@@ -260,7 +264,7 @@ class OrthancConnectionError(OrthancError, ConnectionError):
     method: str
     url: str
 
-    def __init__(self, message, *, method, url):
+    def __init__(self, message: str, *, method: str, url: str) -> None:
         super().__init__(message)
         self.method, self.url = method, url
 
@@ -275,7 +279,8 @@ class OrthancTimeout(OrthancError, TimeoutError):
     url: Optional[str]
     job: Optional[dict]
 
-    def __init__(self, message, *, method=None, url=None, job=None):
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None,
+                 job: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.method, self.url, self.job = method, url, job
 
@@ -284,7 +289,7 @@ class JobFailed(OrthancError):
     """An Orthanc job ended in ``Failure``; the field ``job`` is Orthanc's job dict."""
     job: dict
 
-    def __init__(self, message, *, job):
+    def __init__(self, message: str, *, job: dict[str, Any]) -> None:
         super().__init__(message)
         self.job = job
 
@@ -293,7 +298,7 @@ class TooManyResourcesFound(OrthancError):
     """A lookup that expects one resource found several; the field ``ids`` lists them."""
     ids: list
 
-    def __init__(self, message, *, ids):
+    def __init__(self, message: str, *, ids: list[str]) -> None:
         super().__init__(message)
         self.ids = ids
 
@@ -307,7 +312,7 @@ class TransferOnPeer(OrthancError):
     job_url: str
     peer: str
 
-    def __init__(self, message, *, remote_job, job_url, peer):
+    def __init__(self, message: str, *, remote_job: str, job_url: str, peer: str) -> None:
         super().__init__(message)
         self.remote_job, self.job_url, self.peer = remote_job, job_url, peer
 
@@ -318,7 +323,7 @@ class UnsupportedByServer(OrthancError):
     needed: tuple
     actual: tuple
 
-    def __init__(self, message, *, needed, actual):
+    def __init__(self, message: str, *, needed: tuple[int, ...], actual: tuple[int, ...]) -> None:
         super().__init__(message)
         self.needed, self.actual = needed, actual
 
@@ -420,7 +425,8 @@ class Connection(_ConnectionFields):
     """
     __slots__ = ()
 
-    def __new__(cls, url, auth=None, token=None):
+    def __new__(cls, url: str, auth: tuple[str, str] | None = None,
+                token: str | None = None) -> Connection:
         url, auth = _normalize_url(url, auth)
         if auth is not None:
             if len(auth) != 2:
@@ -436,14 +442,14 @@ class Connection(_ConnectionFields):
     def _make(cls, iterable):
         return cls(*iterable)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         auth = None if self.auth is None else (self.auth[0], "***")
         token = None if self.token is None else "***"
         return f"Connection(url={self.url!r}, auth={auth!r}, token={token!r})"
 
     __str__ = __repr__
 
-    def __getnewargs__(self):
+    def __getnewargs__(self) -> tuple[Any, ...]:
         return tuple(self)
 
 
@@ -705,7 +711,8 @@ def _route(path):
     return text
 
 
-def rest_get(conn, path, *, query=None, timeout=None, raw=False):
+def rest_get(conn: Connection, path: str, *, query: Mapping[str, Any] | None = None,
+             timeout: float | None = None, raw: bool = False) -> Any:
     """GET any route of the server (a plugin's, or one orthanc_fn does not wrap).
 
     ``path`` starts with ``/`` and is relative to ``conn.url``; an absolute URL is refused
@@ -725,7 +732,9 @@ def rest_get(conn, path, *, query=None, timeout=None, raw=False):
     return _get(conn, path, query, timeout=timeout, raw=raw)
 
 
-def rest_post(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+def rest_post(conn: Connection, path: str, json_body: Any | None = None, *,
+              body: bytes | None = None, headers: Mapping[str, str] | None = None,
+              timeout: float | None = None, raw: bool = False) -> Any:
     """POST to any route: ``json_body`` (sent as JSON) or ``body`` (bytes, with ``headers``).
 
     As ``rest_get``; a POST is never sent twice once it may have reached the server.
@@ -734,13 +743,15 @@ def rest_post(conn, path, json_body=None, *, body=None, headers=None, timeout=No
                  raw=raw)
 
 
-def rest_put(conn, path, json_body=None, *, body=None, headers=None, timeout=None, raw=False):
+def rest_put(conn: Connection, path: str, json_body: Any | None = None, *,
+             body: bytes | None = None, headers: Mapping[str, str] | None = None,
+             timeout: float | None = None, raw: bool = False) -> Any:
     """PUT to any route; see ``rest_post``."""
     return _put(conn, _route(path), json_body, body=body, headers=headers, timeout=timeout,
                 raw=raw)
 
 
-def rest_delete(conn, path, *, timeout=None):
+def rest_delete(conn: Connection, path: str, *, timeout: float | None = None) -> Any:
     """DELETE any route and return the decoded answer (usually None); see ``rest_get``."""
     return _delete(conn, _route(path), timeout=timeout)
 
@@ -754,7 +765,7 @@ class Changes(NamedTuple):
     done: bool
 
 
-def is_alive(conn, timeout=2.0):
+def is_alive(conn: Connection, timeout: float = 2.0) -> bool:
     """Tell whether Orthanc answers ``GET /system`` with these credentials; never raises.
 
     Only Orthanc's own answer counts (a JSON object with ``Version`` and ``DicomAet``): a
@@ -770,7 +781,7 @@ def is_alive(conn, timeout=2.0):
     return isinstance(system, dict) and "Version" in system and "DicomAet" in system
 
 
-def wait_started(conn, timeout=60.0):
+def wait_started(conn: Connection, timeout: float = 60.0) -> bool:
     """Wait until the server answers ``GET /system``; True if it did within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -781,12 +792,12 @@ def wait_started(conn, timeout=60.0):
         time.sleep(0.1)
 
 
-def get_system(conn):
+def get_system(conn: Connection) -> dict[str, Any]:
     """Return Orthanc's ``/system`` dict (``Version``, ``ApiVersion``, ``DicomAet``...)."""
     return _get(conn, "/system")
 
 
-def get_version(conn):
+def get_version(conn: Connection) -> tuple[int, ...]:
     """Return the server's version as a tuple of ints; ``mainline`` compares as newest.
 
     Orthanc: GET /system.
@@ -794,12 +805,13 @@ def get_version(conn):
     return _parse_version(get_system(conn)["Version"])
 
 
-def get_statistics(conn):
+def get_statistics(conn: Connection) -> dict[str, Any]:
     """Return ``/statistics`` (``CountStudies``, ``TotalDiskSizeMB``...)."""
     return _get(conn, "/statistics")
 
 
-def get_changes(conn, since=0, limit=100, *, to=None, change_types=None):
+def get_changes(conn: Connection, since: int = 0, limit: int = 100, *, to: int | None = None,
+                change_types: str | Iterable[str] | None = None) -> Changes:
     """Return one page of the change log after ``since`` as ``Changes(changes, last, done)``.
 
     ``change_types`` (one type such as ``"StableStudy"``, or several) and ``to`` (the last
@@ -835,7 +847,8 @@ def _changes_page(conn, since, limit, to, change_types):
     return Changes(changes, last, done)
 
 
-def iter_changes(conn, since=0, page_size=1000, *, to=None, change_types=None):
+def iter_changes(conn: Connection, since: int = 0, page_size: int = 1000, *, to: int | None = None,
+                 change_types: str | Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
     """Yield every change after ``since`` (Orthanc's dicts), paging until ``Done``.
 
     ``to`` and ``change_types`` filter on the server, as in ``get_changes`` (the server's
@@ -851,14 +864,14 @@ def iter_changes(conn, since=0, page_size=1000, *, to=None, change_types=None):
         since = page.last
 
 
-def delete_all_content(conn):
+def delete_all_content(conn: Connection) -> None:
     """Delete every patient of the server (and so every study, series and instance)."""
     ids = _get(conn, "/patients")
     if ids:
         _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
 
 
-def get_capabilities(conn):
+def get_capabilities(conn: Connection) -> dict[str, Any]:
     """Return what the server can do, as booleans, plus its plugins and their versions.
 
     Keys: ``has_labels``, ``has_extended_find``, ``has_extended_changes``,
@@ -882,7 +895,7 @@ def get_capabilities(conn):
     }
 
 
-def is_version_at_least(conn, major, minor, patch=0):
+def is_version_at_least(conn: Connection, major: int, minor: int, patch: int = 0) -> bool:
     """Tell whether the server runs Orthanc ``major.minor.patch`` or newer.
 
     Versions compare as whole tuples (2.0 is newer than 1.5); ``mainline`` is newest.
@@ -891,7 +904,7 @@ def is_version_at_least(conn, major, minor, patch=0):
     return get_version(conn) >= (int(major), int(minor), int(patch))
 
 
-def has_plugin(conn, name):
+def has_plugin(conn: Connection, name: str) -> bool:
     """Tell whether a plugin with this id (``dicom-web``, ``python``...) is loaded.
 
     Orthanc: GET /plugins.
@@ -899,7 +912,7 @@ def has_plugin(conn, name):
     return name in _get(conn, "/plugins")
 
 
-def get_metrics(conn):
+def get_metrics(conn: Connection) -> dict[str, float]:
     """Return the server's Prometheus metrics as a dict metric -> float.
 
     Orthanc: GET /tools/metrics-prometheus (needs ``MetricsEnabled``, on by default).
@@ -922,7 +935,7 @@ def _parse_prometheus(text):
     return metrics
 
 
-def get_log_level(conn):
+def get_log_level(conn: Connection) -> str:
     """Return the server's log level: ``default``, ``verbose`` or ``trace``.
 
     Orthanc: GET /tools/log-level (1.6.0).
@@ -930,7 +943,7 @@ def get_log_level(conn):
     return _get(conn, "/tools/log-level", raw=True).decode().strip()
 
 
-def set_log_level(conn, level):
+def set_log_level(conn: Connection, level: str) -> str:
     """Set the server's log level (``default``, ``verbose``, ``trace``); return it.
 
     Orthanc: PUT /tools/log-level (1.6.0); another level raises ``HttpError`` (400).
@@ -940,7 +953,7 @@ def set_log_level(conn, level):
     return get_log_level(conn)
 
 
-def execute_lua_script(conn, script, *, timeout=None):
+def execute_lua_script(conn: Connection, script: str, *, timeout: float | None = None) -> str:
     """Run a Lua script on the server and return what it printed (a str).
 
     Orthanc: POST /tools/execute-script, allowed only with ``"ExecuteLuaEnabled": true`` in
@@ -1034,7 +1047,7 @@ def _run_job(conn, path, body=None, *, timeout=None, priority=None, user_data=No
                     timeout=timeout)
 
 
-def get_jobs(conn, *, expand=False):
+def get_jobs(conn: Connection, *, expand: bool = False) -> list[Any]:
     """Return the ids of the jobs the server knows (running, pending and in its history).
 
     With ``expand``, each job's dict (as ``get_job``) instead. Orthanc keeps the last
@@ -1043,7 +1056,7 @@ def get_jobs(conn, *, expand=False):
     return _get(conn, "/jobs?expand" if expand else "/jobs")
 
 
-def get_job(conn, job_id):
+def get_job(conn: Connection, job_id: str) -> dict[str, Any]:
     """Return Orthanc's dict for a job (``State``, ``Progress``, ``Content``, ``ErrorCode``...).
 
     Orthanc: GET /jobs/{id}.
@@ -1051,7 +1064,9 @@ def get_job(conn, job_id):
     return _get(conn, f"/jobs/{_segment(job_id, 'job id')}")
 
 
-def wait_job(conn, job_id, timeout=None, polling_interval=0.2, *, progress=None):
+def wait_job(conn: Connection, job_id: str, timeout: float | None = None,
+             polling_interval: float = 0.2, *,
+             progress: Callable[[int, int], object] | None = None) -> dict[str, Any]:
     """Wait until a job ends and return its final dict (``State`` is ``Success``).
 
     ``timeout`` in seconds (None: one hour; a paused job waits too). ``progress(percent,
@@ -1069,7 +1084,7 @@ def wait_job(conn, job_id, timeout=None, polling_interval=0.2, *, progress=None)
     path = f"/jobs/{_segment(job_id, 'job id')}"
     while True:
         # a server that stops answering must not hold us past the deadline
-        remaining = min(_DEFAULT_TIMEOUT.read_timeout, deadline - time.monotonic())
+        remaining = min(_READ_TIMEOUT, deadline - time.monotonic())
         job = _get(conn, path, timeout=max(1.0, remaining), retries=_RETRY_WITHIN_DEADLINE)
         if progress is not None:
             progress(job.get("Progress", 0), 100)
@@ -1093,7 +1108,7 @@ def _job_failure_message(conn, job):
             f"ErrorCode {job.get('ErrorCode')}: {details or 'no details'}")
 
 
-def cancel_job(conn, job_id):
+def cancel_job(conn: Connection, job_id: str) -> None:
     """Cancel a pending, running or paused job (it ends in ``Failure``).
 
     Orthanc: POST /jobs/{id}/cancel.
@@ -1101,22 +1116,22 @@ def cancel_job(conn, job_id):
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/cancel", {})
 
 
-def pause_job(conn, job_id):
+def pause_job(conn: Connection, job_id: str) -> None:
     """Pause a job; ``resume_job`` continues it.  Orthanc: POST /jobs/{id}/pause."""
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/pause", {})
 
 
-def resume_job(conn, job_id):
+def resume_job(conn: Connection, job_id: str) -> None:
     """Resume a paused job.  Orthanc: POST /jobs/{id}/resume."""
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resume", {})
 
 
-def resubmit_job(conn, job_id):
+def resubmit_job(conn: Connection, job_id: str) -> None:
     """Run a failed or cancelled job again.  Orthanc: POST /jobs/{id}/resubmit."""
     _post(conn, f"/jobs/{_segment(job_id, 'job id')}/resubmit", {})
 
 
-def delete_job(conn, job_id):
+def delete_job(conn: Connection, job_id: str) -> None:
     """Remove a finished job from the server's history.
 
     Orthanc: DELETE /jobs/{id} (>= 1.12.2; older servers raise ``UnsupportedByServer``).
@@ -1139,7 +1154,7 @@ def delete_job(conn, job_id):
 
 # ==== Resources ====
 
-def get_all_ids(conn, level):
+def get_all_ids(conn: Connection, level: str) -> list[str]:
     """Return the ids of every resource at ``level``.
 
     Orthanc: GET /{level}.
@@ -1147,7 +1162,7 @@ def get_all_ids(conn, level):
     return _get(conn, "/" + _level(level))
 
 
-def get_info(conn, level, orthanc_id):
+def get_info(conn: Connection, level: str, orthanc_id: str) -> dict[str, Any]:
     """Return Orthanc's dict for one resource (``MainDicomTags``, ``ParentStudy``...).
 
     Raises ``NotFound`` for an unknown id.
@@ -1155,7 +1170,7 @@ def get_info(conn, level, orthanc_id):
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}")
 
 
-def exists(conn, level, orthanc_id):
+def exists(conn: Connection, level: str, orthanc_id: str) -> bool:
     """Tell whether the resource exists (False also for an id Orthanc could never have).
 
     A level that is not one of ``LEVELS`` raises ``OrthancValueError``.
@@ -1185,7 +1200,7 @@ def _other_level(level, other, relation):
     return other
 
 
-def get_parent_id(conn, level, orthanc_id, parent_level):
+def get_parent_id(conn: Connection, level: str, orthanc_id: str, parent_level: str) -> str:
     """Return the id of the ancestor at ``parent_level`` (e.g. the study of an instance).
 
     Orthanc: GET /{level}/{id}/{patient|study|series}, one request.
@@ -1194,7 +1209,7 @@ def get_parent_id(conn, level, orthanc_id, parent_level):
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/{parent}")["ID"]
 
 
-def get_children_ids(conn, level, orthanc_id, child_level):
+def get_children_ids(conn: Connection, level: str, orthanc_id: str, child_level: str) -> list[str]:
     """Return the ids of every descendant at ``child_level``, e.g. all instances of a patient.
 
     Orthanc: GET /{level}/{id}/{child_level}, one request (ids only on Orthanc >= 1.12,
@@ -1205,7 +1220,8 @@ def get_children_ids(conn, level, orthanc_id, child_level):
     return [item if isinstance(item, str) else item["ID"] for item in answer]
 
 
-def delete(conn, level, orthanc_ids, *, missing_ok=False):
+def delete(conn: Connection, level: str, orthanc_ids: str | Iterable[str], *,
+           missing_ok: bool = False) -> None:
     """Delete one resource (an id) or several (a list of ids).
 
     One id: DELETE /{level}/{id}, ``NotFound`` when unknown unless ``missing_ok`` (as
@@ -1227,7 +1243,7 @@ def delete(conn, level, orthanc_ids, *, missing_ok=False):
                 raise
 
 
-def get_resource_statistics(conn, level, orthanc_id):
+def get_resource_statistics(conn: Connection, level: str, orthanc_id: str) -> dict[str, Any]:
     """Return Orthanc's statistics of one resource (``CountInstances``, ``DiskSizeMB``...).
 
     Orthanc: GET /{level}/{id}/statistics (patients, studies, series; instances on 1.12).
@@ -1249,13 +1265,13 @@ def _protection(conn, method, patient_id, **options):
                        method=exc.method, url=exc.url, orthanc=exc.orthanc) from exc
 
 
-def is_protected(conn, patient_id):
+def is_protected(conn: Connection, patient_id: str) -> bool:
     """Tell whether a patient is protected from recycling (``MaximumStorageSize`` and
     ``MaximumPatientCount`` never delete it).  Orthanc: GET /patients/{id}/protected."""
     return _protection(conn, "GET", patient_id, raw=True).strip() == b"1"
 
 
-def set_protected(conn, patient_id, protected=True):
+def set_protected(conn: Connection, patient_id: str, protected: bool = True) -> None:
     """Protect a patient from recycling, or (``protected=False``) remove the protection.
 
     Orthanc: PUT /patients/{id}/protected with ``1`` or ``0``.
@@ -1264,7 +1280,7 @@ def set_protected(conn, patient_id, protected=True):
                 headers={"Content-Type": "text/plain"})
 
 
-def reconstruct(conn, level, orthanc_id):
+def reconstruct(conn: Connection, level: str, orthanc_id: str) -> None:
     """Re-read the stored files of a resource to rebuild its main tags and metadata in the
     index (after a change of ``MainDicomTags`` in the configuration, for instance).
 
@@ -1273,7 +1289,7 @@ def reconstruct(conn, level, orthanc_id):
     _post(conn, f"/{_level(level)}/{_segment(orthanc_id)}/reconstruct", {}, timeout=600)
 
 
-def get_first_instance_id(conn, level, orthanc_id):
+def get_first_instance_id(conn: Connection, level: str, orthanc_id: str) -> str:
     """Return the id of one instance of the resource (the first Orthanc lists).
 
     An instance id is returned as is. Orthanc: GET /{level}/{id}/instances.
@@ -1283,7 +1299,7 @@ def get_first_instance_id(conn, level, orthanc_id):
     return get_children_ids(conn, level, orthanc_id, INSTANCES)[0]
 
 
-def get_modalities_of(conn, level, orthanc_id):
+def get_modalities_of(conn: Connection, level: str, orthanc_id: str) -> set[str]:
     """Return the set of modalities (``{'CT', 'SR'}``) of the series in or above a resource.
 
     Orthanc: GET /{level}/{id}/series, or /series/{id} (one request).
@@ -1299,7 +1315,7 @@ def get_modalities_of(conn, level, orthanc_id):
     return {s["MainDicomTags"]["Modality"] for s in series if s["MainDicomTags"].get("Modality")}
 
 
-def get_ordered_instances_ids(conn, series_id):
+def get_ordered_instances_ids(conn: Connection, series_id: str) -> list[str]:
     """Return the series' instance ids in Orthanc's slice order (by position, else number).
 
     A multi-frame instance appears once. Orthanc: GET /series/{id}/ordered-slices.
@@ -1311,7 +1327,7 @@ def get_ordered_instances_ids(conn, series_id):
 _PREVIEW_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 
 
-def get_preview(conn, instance_id, format="png"):
+def get_preview(conn: Connection, instance_id: str, format: str = "png") -> bytes:
     """Return the instance's first frame rendered as a PNG or JPEG image (bytes).
 
     ``format`` is ``'png'`` or ``'jpeg'``. Orthanc: GET /instances/{id}/preview.
@@ -1329,7 +1345,8 @@ _CONTENT_SIGNATURES = ((b"%PDF", "application/pdf"), (b"\x89PNG", "image/png"),
 _PDF_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
 
 
-def create_dicom(conn, tags, content=None, content_type=None, parent_id=None):
+def create_dicom(conn: Connection, tags: Mapping[str, Any], content: bytes | None = None,
+                 content_type: str | None = None, parent_id: str | None = None) -> str:
     """Create a DICOM instance from ``tags`` (and a PDF, PNG or JPEG); return its id.
 
     ``tags`` maps DICOM keywords to strings (the dict is not modified). ``content`` is bytes;
@@ -1337,7 +1354,7 @@ def create_dicom(conn, tags, content=None, content_type=None, parent_id=None):
     bytes when omitted. ``parent_id`` (a patient, study or series id) puts the instance
     there, with the parent's tags. Orthanc: POST /tools/create-dicom.
     """
-    body = {"Tags": dict(tags)}
+    body: dict[str, Any] = {"Tags": dict(tags)}
     if content is not None:
         import base64
         content = bytes(content)
@@ -1353,7 +1370,8 @@ def create_dicom(conn, tags, content=None, content_type=None, parent_id=None):
     return _post(conn, "/tools/create-dicom", body)["ID"]
 
 
-def attach_pdf(conn, study_id, pdf_path, series_description, when=None):
+def attach_pdf(conn: Connection, study_id: str, pdf_path: str | os.PathLike[str],
+               series_description: str, when: datetime.datetime | None = None) -> str:
     """Store a PDF file as a new series (modality DOC) of a study; return the instance id.
 
     ``when`` (a ``datetime``, default now) gives the series date and time.
@@ -1367,7 +1385,7 @@ def attach_pdf(conn, study_id, pdf_path, series_description, when=None):
     return create_dicom(conn, tags, content, "application/pdf", parent_id=study_id)
 
 
-def get_pdf_instances(conn, study_id):
+def get_pdf_instances(conn: Connection, study_id: str) -> list[str]:
     """Return the ids of the study's Encapsulated PDF instances.
 
     Orthanc: GET /studies/{id}, then one POST /tools/find on SOPClassUID.
@@ -1378,7 +1396,7 @@ def get_pdf_instances(conn, study_id):
         "Query": {"StudyInstanceUID": uid, "SOPClassUID": _PDF_SOP_CLASS}})
 
 
-def download_pdf(conn, instance_id, path):
+def download_pdf(conn: Connection, instance_id: str, path: str | os.PathLike[str]) -> str:
     """Write the PDF an instance encapsulates to ``path``, byte for byte; return ``path``.
 
     DICOM pads an odd-length document with one NUL byte; it is removed (a PDF never ends
@@ -1389,11 +1407,12 @@ def download_pdf(conn, instance_id, path):
         data = data[:-1]
     with open(path, "wb") as f:
         f.write(data)
-    return path
+    return os.fspath(path)
 
 
-def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout=None,
-                priority=None, user_data=None):
+def merge_study(conn: Connection, target_study_id: str, series_ids: str | Iterable[str],
+                keep_source: bool = False, *, timeout: float | None = None,
+                priority: int | None = None, user_data: Any | None = None) -> str:
     """Move (or copy) series into another study; return the target study id.
 
     The series get the target's patient and study tags and new UIDs. With
@@ -1409,8 +1428,10 @@ def merge_study(conn, target_study_id, series_ids, keep_source=False, *, timeout
     return _move_done(conn, job, ids, keep_source)
 
 
-def split_study(conn, study_id, series_ids, replace_tags=None, keep_source=False, *,
-                timeout=None, priority=None, user_data=None):
+def split_study(conn: Connection, study_id: str, series_ids: str | Iterable[str],
+                replace_tags: Mapping[str, Any] | None = None, keep_source: bool = False, *,
+                timeout: float | None = None, priority: int | None = None,
+                user_data: Any | None = None) -> str:
     """Move (or copy) series of a study into a new study; return the new study id.
 
     ``replace_tags`` sets study or patient tags of the new study. Sources go as in
@@ -1463,10 +1484,11 @@ class Tags(dict):
     ('READ', 'READ', 'READ', ['StudyStatusID'])
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.types = {}
-        self._aliases = {}  # 'gggg,eeee' (lower case) and Orthanc's RETIRED_ names -> key
+        self.types: dict[str, Any] = {}
+        # 'gggg,eeee' (lower case) and Orthanc's RETIRED_ names -> key
+        self._aliases: dict[str, str] = {}
 
     @classmethod
     def _from_orthanc(cls, answer):
@@ -1495,17 +1517,17 @@ class Tags(dict):
             return self._aliases.get(key, key)
         return key
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return dict.__getitem__(self, self._key(key))
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, self._key(key))
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any | None = None) -> Any:
         return dict.get(self, self._key(key), default)
 
 
-def get_tags(conn, instance_id):
+def get_tags(conn: Connection, instance_id: str) -> Tags:
     """Return every tag of an instance as ``Tags`` (keyword keys, tag-number lookups too).
 
     Orthanc: GET /instances/{id}/tags. Nothing is dropped: see ``Tags``.
@@ -1513,7 +1535,7 @@ def get_tags(conn, instance_id):
     return Tags._from_orthanc(_get(conn, f"/instances/{_segment(instance_id)}/tags"))
 
 
-def get_simplified_tags(conn, instance_id):
+def get_simplified_tags(conn: Connection, instance_id: str) -> dict[str, Any]:
     """Return Orthanc's simplified tags of an instance: a plain dict keyword -> value.
 
     Orthanc: GET /instances/{id}/tags?simplify. Orthanc merges tags it has no keyword for
@@ -1522,7 +1544,7 @@ def get_simplified_tags(conn, instance_id):
     return _get(conn, f"/instances/{_segment(instance_id)}/tags", {"simplify": ""})
 
 
-def get_shared_tags(conn, level, orthanc_id):
+def get_shared_tags(conn: Connection, level: str, orthanc_id: str) -> Tags:
     """Return the tags that every instance of a patient, study or series has in common.
 
     As ``Tags`` (see ``get_tags``); for an instance, all its tags.
@@ -1581,7 +1603,8 @@ def _get_metadata(conn, level, orthanc_id, name):
         return _MISSING
 
 
-def set_string_metadata(conn, level, orthanc_id, name, content, *, revision=None):
+def set_string_metadata(conn: Connection, level: str, orthanc_id: str, name: str | int,
+                        content: str, *, revision: str | None = None) -> None:
     """Set a metadata of a resource to a string.
 
     Orthanc: PUT /{level}/{id}/metadata/{name}. ``name``: a number 1024-65535, or a name
@@ -1592,7 +1615,8 @@ def set_string_metadata(conn, level, orthanc_id, name, content, *, revision=None
                         revision=revision)
 
 
-def get_string_metadata(conn, level, orthanc_id, name, default=None):
+def get_string_metadata(conn: Connection, level: str, orthanc_id: str, name: str | int,
+                        default: Any | None = None) -> Any:
     """Return a metadata of a resource as a string, ``default`` when the resource has none.
 
     Orthanc: GET /{level}/{id}/metadata/{name}. An unknown resource raises ``NotFound``.
@@ -1601,24 +1625,27 @@ def get_string_metadata(conn, level, orthanc_id, name, default=None):
     return default if data is _MISSING else data.decode("utf-8")
 
 
-def set_binary_metadata(conn, level, orthanc_id, name, content, *, revision=None):
+def set_binary_metadata(conn: Connection, level: str, orthanc_id: str, name: str | int,
+                        content: bytes, *, revision: str | None = None) -> None:
     """Set a metadata of a resource to bytes (see ``set_string_metadata``)."""
     _user_content(conn, "PUT", level, orthanc_id, "metadata", name, body=bytes(content),
                   headers={"Content-Type": "application/octet-stream", **_if_match(revision)})
 
 
-def get_binary_metadata(conn, level, orthanc_id, name, default=None):
+def get_binary_metadata(conn: Connection, level: str, orthanc_id: str, name: str | int,
+                        default: Any | None = None) -> Any:
     """Return a metadata of a resource as bytes (see ``get_string_metadata``)."""
     data = _get_metadata(conn, level, orthanc_id, name)
     return default if data is _MISSING else data
 
 
-def has_metadata(conn, level, orthanc_id, name):
+def has_metadata(conn: Connection, level: str, orthanc_id: str, name: str | int) -> bool:
     """Tell whether a resource has a metadata; an unknown resource raises ``NotFound``."""
     return _get_metadata(conn, level, orthanc_id, name) is not _MISSING
 
 
-def delete_metadata(conn, level, orthanc_id, name, *, revision=None):
+def delete_metadata(conn: Connection, level: str, orthanc_id: str, name: str | int, *,
+                    revision: str | None = None) -> None:
     """Delete a metadata of a resource; ``NotFound`` when it has none.
 
     Orthanc: DELETE /{level}/{id}/metadata/{name}. ``revision``: as in
@@ -1628,7 +1655,8 @@ def delete_metadata(conn, level, orthanc_id, name, *, revision=None):
                   headers=_if_match(revision))
 
 
-def set_attachment(conn, level, orthanc_id, name, content, *, revision=None):
+def set_attachment(conn: Connection, level: str, orthanc_id: str, name: str | int, content: bytes,
+                   *, revision: str | None = None) -> None:
     """Attach bytes to a resource under ``name``, replacing any previous content.
 
     Orthanc: PUT /{level}/{id}/attachments/{name}. ``name``: a number 1024-65535, or a name
@@ -1639,7 +1667,7 @@ def set_attachment(conn, level, orthanc_id, name, content, *, revision=None):
                   headers={"Content-Type": "application/octet-stream", **_if_match(revision)})
 
 
-def get_attachment(conn, level, orthanc_id, name):
+def get_attachment(conn: Connection, level: str, orthanc_id: str, name: str | int) -> bytes:
     """Return the bytes of an attachment; ``NotFound`` when missing.
 
     Orthanc: GET /{level}/{id}/attachments/{name}/data.
@@ -1648,7 +1676,8 @@ def get_attachment(conn, level, orthanc_id, name):
                          raw=True)
 
 
-def delete_attachment(conn, level, orthanc_id, name, *, revision=None):
+def delete_attachment(conn: Connection, level: str, orthanc_id: str, name: str | int, *,
+                      revision: str | None = None) -> None:
     """Delete an attachment of a resource; ``NotFound`` when missing.
 
     Orthanc: DELETE /{level}/{id}/attachments/{name}. ``revision``: as in
@@ -1687,7 +1716,8 @@ def _get_with_revision(conn, level, orthanc_id, kind, name, suffix="", default=_
     return data, etag.strip('"')
 
 
-def get_string_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
+def get_string_metadata_with_revision(conn: Connection, level: str, orthanc_id: str,
+                                      name: str | int, default: Any = _MISSING) -> tuple[str, str]:
     """Return ``(value, revision)`` of a metadata; ``NotFound`` when missing.
 
     With ``default`` given, a missing metadata gives ``(default, None)`` instead (as in
@@ -1703,12 +1733,14 @@ def get_string_metadata_with_revision(conn, level, orthanc_id, name, default=_MI
     return (data if revision is None else data.decode("utf-8")), revision
 
 
-def get_binary_metadata_with_revision(conn, level, orthanc_id, name, default=_MISSING):
+def get_binary_metadata_with_revision(conn: Connection, level: str, orthanc_id: str,
+                                      name: str | int,
+                                      default: Any = _MISSING) -> tuple[bytes, str]:
     """Return ``(bytes, revision)`` of a metadata (see ``get_string_metadata_with_revision``)."""
     return _get_with_revision(conn, level, orthanc_id, "metadata", name, default=default)
 
 
-def get_all_metadata(conn, level, orthanc_id):
+def get_all_metadata(conn: Connection, level: str, orthanc_id: str) -> dict[str, str]:
     """Return every metadata of a resource as a dict name -> str value.
 
     Orthanc's own (``ReceptionDate``, ``TransferSyntax``, ``Origin``...) and user metadata;
@@ -1718,7 +1750,8 @@ def get_all_metadata(conn, level, orthanc_id):
     return _get(conn, f"/{_level(level)}/{_segment(orthanc_id)}/metadata", {"expand": ""})
 
 
-def get_attachment_with_revision(conn, level, orthanc_id, name):
+def get_attachment_with_revision(conn: Connection, level: str, orthanc_id: str,
+                                 name: str | int) -> tuple[bytes, str]:
     """Return ``(bytes, revision)`` of an attachment; ``NotFound`` when missing.
 
     Orthanc: GET /{level}/{id}/attachments/{name}/data (ETag).
@@ -1731,7 +1764,7 @@ def _label_path(level, orthanc_id, label=None):
     return path if label is None else f"{path}/{_segment(label, 'label')}"
 
 
-def get_labels(conn, level, orthanc_id):
+def get_labels(conn: Connection, level: str, orthanc_id: str) -> list[str]:
     """Return the labels of a resource (a list of str).
 
     Orthanc: GET /{level}/{id}/labels (>= 1.12.0; older servers raise UnsupportedByServer).
@@ -1740,7 +1773,7 @@ def get_labels(conn, level, orthanc_id):
     return _get(conn, _label_path(level, orthanc_id))
 
 
-def add_label(conn, level, orthanc_id, label):
+def add_label(conn: Connection, level: str, orthanc_id: str, label: str) -> None:
     """Add a label to a resource (Orthanc allows letters, digits, ``_`` and ``-``).
 
     Orthanc: PUT /{level}/{id}/labels/{label} (>= 1.12.0).
@@ -1749,13 +1782,13 @@ def add_label(conn, level, orthanc_id, label):
     _put(conn, _label_path(level, orthanc_id, label), body=b"")
 
 
-def delete_label(conn, level, orthanc_id, label):
+def delete_label(conn: Connection, level: str, orthanc_id: str, label: str) -> None:
     """Remove a label from a resource.  Orthanc: DELETE /{level}/{id}/labels/{label} (>= 1.12.0)."""
     _require(conn, "labels")
     _delete(conn, _label_path(level, orthanc_id, label))
 
 
-def get_all_labels(conn):
+def get_all_labels(conn: Connection) -> list[str]:
     """Return every label used on the server.  Orthanc: GET /tools/labels (>= 1.12.0)."""
     _require(conn, "labels")
     return _get(conn, "/tools/labels")
@@ -1763,7 +1796,7 @@ def get_all_labels(conn):
 
 # ==== Upload ====
 
-def upload(conn, buffer, *, timeout=None):
+def upload(conn: Connection, buffer: bytes, *, timeout: float | None = None) -> list[str]:
     """Store a DICOM file, or a ZIP of DICOM files, given as bytes; return the instance ids.
 
     An instance the server already has counts as stored. Raises ``BadFileFormat`` when
@@ -1817,7 +1850,8 @@ def _with_path(error, path, **context):
     return _restated(error, f"{path}: {error}", path=path, **context)
 
 
-def upload_file(conn, path, *, timeout=None):
+def upload_file(conn: Connection, path: str | os.PathLike[str], *,
+                timeout: float | None = None) -> list[str]:
     """Store a DICOM file, or a ZIP of DICOM files, read from ``path``; return the instance ids.
 
     Orthanc: POST /instances. ``BadFileFormat`` (with ``.path``) when Orthanc refuses the
@@ -1900,8 +1934,11 @@ def _upload_one(nodes, path):
 _UPLOAD_WORKERS = 8  # parallel uploads: Orthanc stores in parallel, the pool holds 32 sockets
 
 
-def upload_folder(conn, path, ignore_errors=False, workers=None, progress=None, nodes=None,
-                  *, skip_extensions=()):
+def upload_folder(conn: Connection, path: str | os.PathLike[str], ignore_errors: bool = False,
+                  workers: int | None = None,
+                  progress: Callable[[int, int | None], object] | None = None,
+                  nodes: Iterable[Connection] | None = None, *,
+                  skip_extensions: Iterable[str] = ()) -> UploadResult:
     """Store every file under ``path`` (recursively, dot-files skipped) in parallel.
 
     Each file is read only when one of the ``workers`` threads (default 8) sends it, so memory
@@ -1999,8 +2036,9 @@ _STOW_BATCH_BYTES = 32 << 20
 _STORED_SOPS, _FAILED_SOPS, _SOP_UID = "00081199", "00081198", "00081155"  # STOW-RS answer
 
 
-def upload_files_dicom_web(conn, paths, *, root="/dicom-web", study_uid=None,
-                           ignore_errors=False):
+def upload_files_dicom_web(conn: Connection, paths: Iterable[str | os.PathLike[str]], *,
+                           root: str = "/dicom-web", study_uid: str | None = None,
+                           ignore_errors: bool = False) -> dict[str, Any]:
     """Store DICOM files through the DICOMweb plugin (STOW-RS); return its answer.
 
     Orthanc: POST {root}/studies (or {root}/studies/{study_uid}: a file of another study is
@@ -2135,8 +2173,10 @@ class UploadDetails(NamedTuple):
     errors: list
 
 
-def upload_folder_details(conn, path, unzip=False, *, workers=None, progress=None,
-                          skip_extensions=()):
+def upload_folder_details(conn: Connection, path: str | os.PathLike[str], unzip: bool = False, *,
+                          workers: int | None = None,
+                          progress: Callable[[int, int | None], object] | None = None,
+                          skip_extensions: Iterable[str] = ()) -> UploadDetails:
     """Store every file under ``path`` and return the studies they belong to.
 
     Files are sent as by ``upload_folder(..., ignore_errors=True)``: refused or unreadable
@@ -2186,7 +2226,7 @@ def _unzip_files(files, folder):
 
 # ==== Download ====
 
-def get_file(conn, instance_id, *, transcode=None):
+def get_file(conn: Connection, instance_id: str, *, transcode: str | None = None) -> bytes:
     """Return the DICOM file of an instance as bytes.
 
     ``transcode``: a transfer syntax UID (``"1.2.840.10008.1.2.1"`` explicit little endian,
@@ -2265,7 +2305,9 @@ def _is_whole_zip(path):
         return False
 
 
-def download_file(conn, instance_id, path, *, progress=None, transcode=None):
+def download_file(conn: Connection, instance_id: str, path: str | os.PathLike[str], *,
+                  progress: Callable[[int, int | None], object] | None = None,
+                  transcode: str | None = None) -> str:
     """Save the DICOM file of an instance to ``path``, streamed; return ``path``.
 
     ``transcode`` as in ``get_file``. Orthanc: GET /instances/{id}/file. A failed download
@@ -2275,7 +2317,9 @@ def download_file(conn, instance_id, path, *, progress=None, transcode=None):
     return _save(conn, method, route, path, progress, **options)
 
 
-def download_archive(conn, level, orthanc_id, path, progress=None, *, transcode=None):
+def download_archive(conn: Connection, level: str, orthanc_id: str, path: str | os.PathLike[str],
+                     progress: Callable[[int, int | None], object] | None = None, *,
+                     transcode: str | None = None) -> str:
     """Save the ZIP of a resource to ``path``, streamed in constant memory; return ``path``.
 
     Orthanc: GET /{level}/{id}/archive (an instance: POST /tools/create-archive).
@@ -2311,7 +2355,9 @@ def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=300
 _DOWNLOAD_WORKERS = 8  # parallel downloads over the shared pool (32 sockets)
 
 
-def download_instances(conn, orthanc_ids, folder, *, workers=None, transcode=None):
+def download_instances(conn: Connection, orthanc_ids: str | Iterable[str],
+                       folder: str | os.PathLike[str], *, workers: int | None = None,
+                       transcode: str | None = None) -> list[tuple[str, str]]:
     """Save each instance as ``folder/{id}.dcm``, in parallel; return ``[(id, path)]``.
 
     ``folder`` is created if needed. ``workers`` parallel downloads (default 8), each
@@ -2337,7 +2383,9 @@ def download_instances(conn, orthanc_ids, folder, *, workers=None, transcode=Non
     return list(zip(ids, saved))
 
 
-def download_media(conn, level, orthanc_id, path, progress=None, *, transcode=None):
+def download_media(conn: Connection, level: str, orthanc_id: str, path: str | os.PathLike[str],
+                   progress: Callable[[int, int | None], object] | None = None, *,
+                   transcode: str | None = None) -> str:
     """Save a resource as a ZIP with a DICOMDIR (DICOM media), streamed; return ``path``.
 
     Orthanc: GET /{level}/{id}/media (an instance: POST /tools/create-media). Progress,
@@ -2357,7 +2405,7 @@ class DailyCount(NamedTuple):
 _LABELS_CONSTRAINTS = ("All", "Any", "None")
 
 
-def lookup(conn, level, dicom_id):
+def lookup(conn: Connection, level: str, dicom_id: str) -> str | None:
     """Return the Orthanc id of the resource at ``level`` with this DICOM id, or None.
 
     ``dicom_id`` is a PatientID, StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID.
@@ -2431,10 +2479,14 @@ def _find_body(level, query, *, expand=True, case_sensitive=True, labels=None,
     return body, list(dict.fromkeys(needs))  # each feature checked once
 
 
-def find(conn, level, query, *, expand=True, limit=None, since=None, case_sensitive=True,
-         labels=None, labels_constraint="All", requested_tags=None, order_by=None,
-         response_content=None, parent_patient=None, parent_study=None, parent_series=None,
-         metadata_query=None):
+def find(conn: Connection, level: str, query: Mapping[str, Any], *, expand: bool = True,
+         limit: int | None = None, since: int | None = None, case_sensitive: bool = True,
+         labels: str | Iterable[str] | None = None, labels_constraint: str = "All",
+         requested_tags: str | Iterable[str] | None = None,
+         order_by: str | Iterable[str] | None = None,
+         response_content: str | Iterable[str] | None = None, parent_patient: str | None = None,
+         parent_study: str | None = None, parent_series: str | None = None,
+         metadata_query: Mapping[str, str] | None = None) -> list[Any]:
     """Find the resources of ``level`` whose tags match ``query`` (Orthanc's /tools/find).
 
     ``query`` maps DICOM keywords to Orthanc's patterns (``"DOE*"``, ``"20260101-20261231"``,
@@ -2526,7 +2578,8 @@ def _expand_ids(conn, orthanc_ids):
             yield resource
 
 
-def iter_find(conn, level, query, *, page_size=1000, **options):
+def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_size: int = 1000,
+              **options: Any) -> Iterator[Any]:
     """Yield every match of ``find`` (same options but ``limit`` and ``since``, same dicts,
     in ``order_by`` order).
 
@@ -2573,8 +2626,11 @@ def iter_find(conn, level, query, *, page_size=1000, **options):
         yield from _find_pages(conn, body, page_size)
 
 
-def count(conn, level, query, *, case_sensitive=True, labels=None, labels_constraint="All",
-          parent_patient=None, parent_study=None, parent_series=None, metadata_query=None):
+def count(conn: Connection, level: str, query: Mapping[str, Any], *, case_sensitive: bool = True,
+          labels: str | Iterable[str] | None = None, labels_constraint: str = "All",
+          parent_patient: str | None = None, parent_study: str | None = None,
+          parent_series: str | None = None,
+          metadata_query: Mapping[str, str] | None = None) -> int:
     """Count the matches of ``find`` with the same filters, in one request.
 
     Orthanc's /tools/count-resources refuses ``"CaseSensitive": true``: a case-sensitive
@@ -2626,7 +2682,8 @@ _STUDY_COUNT_TAGS = {SERIES: "NumberOfStudyRelatedSeries",
                      INSTANCES: "NumberOfStudyRelatedInstances"}
 
 
-def get_daily_stats(conn, level, from_date=None, to_date=None):
+def get_daily_stats(conn: Connection, level: str, from_date: datetime.date | str | None = None,
+                    to_date: datetime.date | str | None = None) -> list[DailyCount]:
     """Count the studies, series or instances of each day by StudyDate, zeros included.
 
     Days run from ``from_date`` to ``to_date`` inclusive (dates, ``'YYYY-MM-DD'`` or
@@ -2677,7 +2734,8 @@ def get_daily_stats(conn, level, from_date=None, to_date=None):
     return [DailyCount(day, counts[day.strftime("%Y%m%d")]) for day in days]
 
 
-def print_daily_stats(conn, level, from_date=None, to_date=None):
+def print_daily_stats(conn: Connection, level: str, from_date: datetime.date | str | None = None,
+                      to_date: datetime.date | str | None = None) -> None:
     """Print ``get_daily_stats`` as a table: one line per day, ``2026-11-26  12``."""
     stats = get_daily_stats(conn, level, from_date, to_date)
     width = max(len(str(count)) for _, count in stats)
@@ -2789,10 +2847,14 @@ def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
     return new_id
 
 
-def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remove_tags=(),
-              force=False, keep_private_tags=False, delete_original=False, timeout=None,
-              progress=None, transcode=None, priority=None, permissive=False,
-              private_creator=None, dicom_version=None, keep_labels=False, user_data=None):
+def anonymize(conn: Connection, level: str, orthanc_id: str, *,
+              keep_tags: str | Iterable[str] = (), replace_tags: Mapping[str, Any] | None = None,
+              remove_tags: str | Iterable[str] = (), force: bool = False,
+              keep_private_tags: bool = False, delete_original: bool = False,
+              timeout: float | None = None, progress: Callable[[int, int], object] | None = None,
+              transcode: str | None = None, priority: int | None = None, permissive: bool = False,
+              private_creator: str | None = None, dicom_version: str | None = None,
+              keep_labels: bool = False, user_data: Any | None = None) -> str:
     """Anonymize a patient, study, series or instance and return the new resource's id.
 
     ``keep_tags`` keeps these tags' values, ``replace_tags`` maps keywords to new values,
@@ -2825,11 +2887,15 @@ def anonymize(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None, remov
                          progress)
 
 
-def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None,
-                     remove_tags=(), force=False, keep_private_tags=False,
-                     delete_original=False, transcode=None, priority=None, permissive=False,
-                     private_creator=None, dicom_version=None, keep_labels=False,
-                     user_data=None):
+def anonymize_as_job(conn: Connection, level: str, orthanc_id: str, *,
+                     keep_tags: str | Iterable[str] = (),
+                     replace_tags: Mapping[str, Any] | None = None,
+                     remove_tags: str | Iterable[str] = (), force: bool = False,
+                     keep_private_tags: bool = False, delete_original: bool = False,
+                     transcode: str | None = None, priority: int | None = None,
+                     permissive: bool = False, private_creator: str | None = None,
+                     dicom_version: str | None = None, keep_labels: bool = False,
+                     user_data: Any | None = None) -> str:
     """Start ``anonymize`` as an Orthanc job and return the job id at once.
 
     The finished job's ``Content['ID']`` is the new resource (for an instance, which runs
@@ -2845,10 +2911,13 @@ def anonymize_as_job(conn, level, orthanc_id, *, keep_tags=(), replace_tags=None
     return _start_modification(conn, "anonymize", level, orthanc_id, body, delete_original)
 
 
-def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-           force=False, delete_original=True, timeout=None, progress=None, transcode=None,
-           priority=None, permissive=False, private_creator=None, keep_labels=False,
-           user_data=None):
+def modify(conn: Connection, level: str, orthanc_id: str, *,
+           replace_tags: Mapping[str, Any] | None = None, remove_tags: str | Iterable[str] = (),
+           keep_tags: str | Iterable[str] = (), force: bool = False, delete_original: bool = True,
+           timeout: float | None = None, progress: Callable[[int, int], object] | None = None,
+           transcode: str | None = None, priority: int | None = None, permissive: bool = False,
+           private_creator: str | None = None, keep_labels: bool = False,
+           user_data: Any | None = None) -> str:
     """Modify a patient, study, series or instance and return the modified resource's id.
 
     Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
@@ -2866,9 +2935,13 @@ def modify(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_t
                          progress)
 
 
-def modify_as_job(conn, level, orthanc_id, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                  force=False, delete_original=True, transcode=None, priority=None,
-                  permissive=False, private_creator=None, keep_labels=False, user_data=None):
+def modify_as_job(conn: Connection, level: str, orthanc_id: str, *,
+                  replace_tags: Mapping[str, Any] | None = None,
+                  remove_tags: str | Iterable[str] = (), keep_tags: str | Iterable[str] = (),
+                  force: bool = False, delete_original: bool = True, transcode: str | None = None,
+                  priority: int | None = None, permissive: bool = False,
+                  private_creator: str | None = None, keep_labels: bool = False,
+                  user_data: Any | None = None) -> str:
     """Start ``modify`` as an Orthanc job and return the job id (see ``anonymize_as_job``)."""
     body = _modification_body(
         conn, replace_tags, remove_tags, keep_tags, force, transcode=transcode,
@@ -2908,9 +2981,13 @@ def _run_bulk(conn, action, level, orthanc_ids, body, delete_original, timeout):
     return result
 
 
-def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), keep_tags=(),
-                force=False, delete_original=True, timeout=None, transcode=None, priority=None,
-                permissive=False, private_creator=None, keep_labels=False, user_data=None):
+def modify_bulk(conn: Connection, level: str, orthanc_ids: str | Iterable[str], *,
+                replace_tags: Mapping[str, Any] | None = None,
+                remove_tags: str | Iterable[str] = (), keep_tags: str | Iterable[str] = (),
+                force: bool = False, delete_original: bool = True, timeout: float | None = None,
+                transcode: str | None = None, priority: int | None = None,
+                permissive: bool = False, private_creator: str | None = None,
+                keep_labels: bool = False, user_data: Any | None = None) -> BulkResult:
     """Modify several resources of one level in one job; return the new ids per level.
 
     Options as in ``modify`` (originals deleted by default, once the results are stored).
@@ -2924,10 +3001,13 @@ def modify_bulk(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(), 
     return _run_bulk(conn, "modify", level, orthanc_ids, body, delete_original, timeout)
 
 
-def modify_bulk_as_job(conn, level, orthanc_ids, *, replace_tags=None, remove_tags=(),
-                       keep_tags=(), force=False, delete_original=True, transcode=None,
-                       priority=None, permissive=False, private_creator=None,
-                       keep_labels=False, user_data=None):
+def modify_bulk_as_job(conn: Connection, level: str, orthanc_ids: str | Iterable[str], *,
+                       replace_tags: Mapping[str, Any] | None = None,
+                       remove_tags: str | Iterable[str] = (), keep_tags: str | Iterable[str] = (),
+                       force: bool = False, delete_original: bool = True,
+                       transcode: str | None = None, priority: int | None = None,
+                       permissive: bool = False, private_creator: str | None = None,
+                       keep_labels: bool = False, user_data: Any | None = None) -> str:
     """Start ``modify_bulk`` and return the job id; its ``Content['Resources']`` lists the
     new resources (``{'Type', 'ID', 'Path'}``)."""
     body = _modification_body(
@@ -2937,11 +3017,15 @@ def modify_bulk_as_job(conn, level, orthanc_ids, *, replace_tags=None, remove_ta
     return _start_bulk(conn, "modify", level, orthanc_ids, body, delete_original)
 
 
-def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
-                   remove_tags=(), force=False, keep_private_tags=False, delete_original=False,
-                   timeout=None, transcode=None, priority=None, permissive=False,
-                   private_creator=None, dicom_version=None, keep_labels=False,
-                   user_data=None):
+def anonymize_bulk(conn: Connection, level: str, orthanc_ids: str | Iterable[str], *,
+                   keep_tags: str | Iterable[str] = (),
+                   replace_tags: Mapping[str, Any] | None = None,
+                   remove_tags: str | Iterable[str] = (), force: bool = False,
+                   keep_private_tags: bool = False, delete_original: bool = False,
+                   timeout: float | None = None, transcode: str | None = None,
+                   priority: int | None = None, permissive: bool = False,
+                   private_creator: str | None = None, dicom_version: str | None = None,
+                   keep_labels: bool = False, user_data: Any | None = None) -> BulkResult:
     """Anonymize several resources of one level in one job; return the new ids per level.
 
     Options as in ``anonymize`` (originals kept by default). A failed job raises
@@ -2955,11 +3039,15 @@ def anonymize_bulk(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
     return _run_bulk(conn, "anonymize", level, orthanc_ids, body, delete_original, timeout)
 
 
-def anonymize_bulk_as_job(conn, level, orthanc_ids, *, keep_tags=(), replace_tags=None,
-                          remove_tags=(), force=False, keep_private_tags=False,
-                          delete_original=False, transcode=None, priority=None,
-                          permissive=False, private_creator=None, dicom_version=None,
-                          keep_labels=False, user_data=None):
+def anonymize_bulk_as_job(conn: Connection, level: str, orthanc_ids: str | Iterable[str], *,
+                          keep_tags: str | Iterable[str] = (),
+                          replace_tags: Mapping[str, Any] | None = None,
+                          remove_tags: str | Iterable[str] = (), force: bool = False,
+                          keep_private_tags: bool = False, delete_original: bool = False,
+                          transcode: str | None = None, priority: int | None = None,
+                          permissive: bool = False, private_creator: str | None = None,
+                          dicom_version: str | None = None, keep_labels: bool = False,
+                          user_data: Any | None = None) -> str:
     """Start ``anonymize_bulk`` and return the job id (see ``modify_bulk_as_job``)."""
     body = _modification_body(
         conn, replace_tags, remove_tags, keep_tags, force, keep_private_tags=keep_private_tags,
@@ -3004,7 +3092,7 @@ def _modality_path(modality, action):
     return f"/modalities/{_segment(modality, 'modality name')}/{action}"
 
 
-def modality_echo(conn, modality, *, timeout=None):
+def modality_echo(conn: Connection, modality: str, *, timeout: float | None = None) -> bool:
     """Tell whether a configured DICOM modality answers a C-ECHO.
 
     False when the remote refuses, aborts or does not answer. ``timeout`` bounds the call
@@ -3024,7 +3112,8 @@ def modality_echo(conn, modality, *, timeout=None):
     return True
 
 
-def modality_query(conn, modality, level, query, *, timeout=None, normalize=True):
+def modality_query(conn: Connection, modality: str, level: str, query: Mapping[str, Any], *,
+                   timeout: float | None = None, normalize: bool = True) -> list[dict[str, Any]]:
     """Run a C-FIND on a modality and return every answer, fetched in one request.
 
     Each answer is ``{'remote_modality_id', 'level', 'dicom_id', 'tags'}``: ``level`` is the
@@ -3048,12 +3137,15 @@ def modality_query(conn, modality, level, query, *, timeout=None, normalize=True
              "dicom_id": tags.get(_LEVEL_UID[level]), "tags": tags} for tags in answers]
 
 
-def modality_query_studies(conn, modality, query, *, timeout=None, normalize=True):
+def modality_query_studies(conn: Connection, modality: str, query: Mapping[str, Any], *,
+                           timeout: float | None = None,
+                           normalize: bool = True) -> list[dict[str, Any]]:
     """Run a study-level C-FIND; see ``modality_query``."""
     return modality_query(conn, modality, STUDIES, query, timeout=timeout, normalize=normalize)
 
 
-def modality_find_worklist(conn, modality, query, *, timeout=None):
+def modality_find_worklist(conn: Connection, modality: str, query: Mapping[str, Any], *,
+                           timeout: float | None = None) -> list[dict[str, Any]]:
     """Query a worklist server (C-FIND MWL) and return its answers as simplified tags.
 
     ``query`` names the tags to match and to return, e.g. ``{"PatientName": "DOE*",
@@ -3128,8 +3220,10 @@ def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, time
     return _modality_path(modality, _RETRIEVE_ROUTES[method]), body, read
 
 
-def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, *,
-                             method="C-MOVE", priority=None, user_data=None):
+def modality_retrieve_as_job(conn: Connection, modality: str, level: str,
+                             dicom_ids: str | Mapping[str, str] | Iterable[str | Mapping[str, str]],
+                             target_aet: str | None = None, *, method: str = "C-MOVE",
+                             priority: int | None = None, user_data: Any | None = None) -> str:
     """Start a retrieve from a modality as an Orthanc job; return the job id at once.
 
     Arguments as in ``modality_retrieve``; ``priority`` and ``user_data``: see
@@ -3145,8 +3239,11 @@ def modality_retrieve_as_job(conn, modality, level, dicom_ids, target_aet=None, 
     return _start_job(conn, path, body, priority=priority, user_data=user_data)
 
 
-def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, timeout=None,
-                      method="C-MOVE", priority=None, user_data=None):
+def modality_retrieve(conn: Connection, modality: str, level: str,
+                      dicom_ids: str | Mapping[str, str] | Iterable[str | Mapping[str, str]],
+                      target_aet: str | None = None, *, timeout: float | None = None,
+                      method: str = "C-MOVE", priority: int | None = None,
+                      user_data: Any | None = None) -> None:
     """Retrieve resources from a modality into this Orthanc (C-MOVE or C-GET); wait for it.
 
     ``dicom_ids``: one identifier or a list. At the patient and study levels an identifier is
@@ -3175,8 +3272,9 @@ def modality_retrieve(conn, modality, level, dicom_ids, target_aet=None, *, time
         _post(conn, path, dict(body, **_job_options(priority)), timeout=read)
 
 
-def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C-MOVE",
-                            priority=None, user_data=None):
+def modality_retrieve_study(conn: Connection, modality: str, dicom_id: str, *,
+                            timeout: float | None = None, method: str = "C-MOVE",
+                            priority: int | None = None, user_data: Any | None = None) -> str:
     """Retrieve one study from a modality into this Orthanc and return its local orthanc id.
 
     See ``modality_retrieve``. Raises ``OrthancError`` if the retrieve ended without the study
@@ -3191,7 +3289,8 @@ def modality_retrieve_study(conn, modality, dicom_id, *, timeout=None, method="C
     return orthanc_id
 
 
-def modality_send_as_job(conn, modality, orthanc_ids, *, priority=None, user_data=None):
+def modality_send_as_job(conn: Connection, modality: str, orthanc_ids: str | Iterable[str], *,
+                         priority: int | None = None, user_data: Any | None = None) -> str:
     """Start a C-STORE of resources (any level) to a modality; return the job id.
 
     ``priority`` and ``user_data``: see ``merge_study``.
@@ -3202,7 +3301,9 @@ def modality_send_as_job(conn, modality, orthanc_ids, *, priority=None, user_dat
                       priority=priority, user_data=user_data)
 
 
-def modality_send(conn, modality, orthanc_ids, timeout=None, *, priority=None, user_data=None):
+def modality_send(conn: Connection, modality: str, orthanc_ids: str | Iterable[str],
+                  timeout: float | None = None, *, priority: int | None = None,
+                  user_data: Any | None = None) -> dict[str, Any]:
     """C-STORE resources (any level) to a modality and return the job's ``Content``.
 
     ``Content`` holds ``InstancesCount``, ``FailedInstancesCount``, ``RemoteAet``...
@@ -3215,7 +3316,7 @@ def modality_send(conn, modality, orthanc_ids, timeout=None, *, priority=None, u
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
-def get_modalities(conn):
+def get_modalities(conn: Connection) -> dict[str, Any]:
     """Return every configured modality with its settings, keyed by name.
 
     Orthanc: GET /modalities?expand.
@@ -3223,7 +3324,8 @@ def get_modalities(conn):
     return _get(conn, "/modalities?expand")
 
 
-def configure_modality(conn, modality, aet, host, port, **options):
+def configure_modality(conn: Connection, modality: str, aet: str, host: str, port: int,
+                       **options: Any) -> None:
     """Add or replace a DICOM modality at run time.
 
     ``options`` are Orthanc's own keys (``Manufacturer``, ``AllowStore``, ``LocalAet``,
@@ -3235,7 +3337,7 @@ def configure_modality(conn, modality, aet, host, port, **options):
     _put(conn, f"/modalities/{_segment(modality, 'modality name')}", body)
 
 
-def delete_modality(conn, modality):
+def delete_modality(conn: Connection, modality: str) -> None:
     """Remove a modality from the configuration.  Orthanc: DELETE /modalities/{name}."""
     _delete(conn, f"/modalities/{_segment(modality, 'modality name')}")
 
@@ -3245,7 +3347,8 @@ def _peer_path(peer, action=None):
     return path if action is None else f"{path}/{action}"
 
 
-def peer_send_as_job(conn, peer, orthanc_ids, *, priority=None, user_data=None):
+def peer_send_as_job(conn: Connection, peer: str, orthanc_ids: str | Iterable[str], *,
+                     priority: int | None = None, user_data: Any | None = None) -> str:
     """Start sending resources (any level) to an Orthanc peer over HTTP; return the job id.
 
     ``priority`` and ``user_data``: see ``merge_study``.
@@ -3255,7 +3358,9 @@ def peer_send_as_job(conn, peer, orthanc_ids, *, priority=None, user_data=None):
                       priority=priority, user_data=user_data)
 
 
-def peer_send(conn, peer, orthanc_ids, timeout=None, *, priority=None, user_data=None):
+def peer_send(conn: Connection, peer: str, orthanc_ids: str | Iterable[str],
+              timeout: float | None = None, *, priority: int | None = None,
+              user_data: Any | None = None) -> dict[str, Any]:
     """Send resources to an Orthanc peer and return the job's ``Content``.
 
     ``timeout``: seconds to wait for the job (None: one hour). See ``peer_send_as_job``.
@@ -3264,7 +3369,7 @@ def peer_send(conn, peer, orthanc_ids, timeout=None, *, priority=None, user_data
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
-def get_peers(conn):
+def get_peers(conn: Connection) -> dict[str, Any]:
     """Return every configured Orthanc peer with its settings (passwords hidden), by name.
 
     Orthanc: GET /peers?expand.
@@ -3272,26 +3377,27 @@ def get_peers(conn):
     return _get(conn, "/peers?expand")
 
 
-def configure_peer(conn, peer, url, username=None, password=None, **options):
+def configure_peer(conn: Connection, peer: str, url: str, username: str | None = None,
+                   password: str | None = None, **options: Any) -> None:
     """Add or replace an Orthanc peer at run time.
 
     ``options`` are Orthanc's own keys (``HttpHeaders``, ``Timeout``, ``RemoteSelf`` for the
     Transfers plugin...). It lasts across a restart only with ``OrthancPeersInDatabase``.
     Orthanc: PUT /peers/{name}.
     """
-    body = {"Url": url}
+    body: dict[str, Any] = {"Url": url}
     if username is not None:
         body.update(Username=username, Password=password)
     body.update(options)
     _put(conn, _peer_path(peer), body)
 
 
-def delete_peer(conn, peer):
+def delete_peer(conn: Connection, peer: str) -> None:
     """Remove a peer from the configuration.  Orthanc: DELETE /peers/{name}."""
     _delete(conn, _peer_path(peer))
 
 
-def get_transfers_peers(conn):
+def get_transfers_peers(conn: Connection) -> dict[str, Any]:
     """Return the Transfers plugin's view of each peer (``installed``, ``bidirectional``...).
 
     Orthanc: GET /transfers/peers (Transfers accelerator plugin).
@@ -3313,7 +3419,8 @@ def _transfers_start(conn, peer, orthanc_ids, level, compress):
                         "plugin loaded?)") from exc
 
 
-def transfers_send_as_job(conn, peer, orthanc_ids, level, compress=True):
+def transfers_send_as_job(conn: Connection, peer: str, orthanc_ids: str | Iterable[str],
+                          level: str, compress: bool = True) -> str:
     """Start a Transfers-accelerator send to an Orthanc peer; return the job id.
 
     With a peer configured with ``RemoteSelf`` the peer pulls, and the id is that of a job on
@@ -3324,8 +3431,9 @@ def transfers_send_as_job(conn, peer, orthanc_ids, level, compress=True):
     return answer["ID"] if "ID" in answer else answer["RemoteJob"]
 
 
-def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, *,
-                   peer_conn=None):
+def transfers_send(conn: Connection, peer: str, orthanc_ids: str | Iterable[str], level: str,
+                   compress: bool = True, timeout: float | None = None, *,
+                   peer_conn: Connection | None = None) -> None:
     """Send resources to a peer with the Transfers accelerator plugin and wait until done.
 
     ``compress`` chooses gzip or no compression; ``timeout`` bounds the wait for the job
@@ -3354,7 +3462,8 @@ def transfers_send(conn, peer, orthanc_ids, level, compress=True, timeout=None, 
     wait_job(peer_conn, remote_job, timeout=timeout)
 
 
-def dicomweb_send_as_job(conn, server, orthanc_ids, *, priority=None, user_data=None):
+def dicomweb_send_as_job(conn: Connection, server: str, orthanc_ids: str | Iterable[str], *,
+                         priority: int | None = None, user_data: Any | None = None) -> str:
     """Start sending resources (any level) to a DICOMweb server with STOW-RS; return the job id.
 
     ``priority`` and ``user_data``: see ``merge_study`` (the DICOMweb plugin keeps the
@@ -3366,7 +3475,9 @@ def dicomweb_send_as_job(conn, server, orthanc_ids, *, priority=None, user_data=
                       priority=priority, user_data=user_data)
 
 
-def dicomweb_send(conn, server, orthanc_ids, *, timeout=None, priority=None, user_data=None):
+def dicomweb_send(conn: Connection, server: str, orthanc_ids: str | Iterable[str], *,
+                  timeout: float | None = None, priority: int | None = None,
+                  user_data: Any | None = None) -> dict[str, Any]:
     """Send resources to a DICOMweb server with STOW-RS and return the job's ``Content``.
 
     ``timeout``: seconds to wait for the job (None: one hour). See ``dicomweb_send_as_job``.
@@ -3376,7 +3487,8 @@ def dicomweb_send(conn, server, orthanc_ids, *, timeout=None, priority=None, use
     return wait_job(conn, job_id, timeout=timeout)["Content"]
 
 
-def dicomweb_retrieve(conn, server, study_uid, series_uid=None, sop_uid=None, *, timeout=None):
+def dicomweb_retrieve(conn: Connection, server: str, study_uid: str, series_uid: str | None = None,
+                      sop_uid: str | None = None, *, timeout: float | None = None) -> int:
     """Retrieve a study, series or instance from a DICOMweb server with WADO-RS.
 
     Returns how many instances were received. ``timeout``: seconds to wait for the job
@@ -3454,7 +3566,7 @@ class _FrozenSeries(Mapping):
 
 class _InstancesSetFields(NamedTuple):
     study_id: Optional[str]
-    series: Mapping
+    series: Mapping[str, tuple[str, ...]]
 
 
 class InstancesSet(_InstancesSetFields):
@@ -3481,7 +3593,8 @@ class InstancesSet(_InstancesSetFields):
     """
     __slots__ = ()
 
-    def __new__(cls, study_id, series=()):
+    def __new__(cls, study_id: str | None,
+                series: Mapping[str, Iterable[str]] | Iterable[Any] = ()) -> InstancesSet:
         if not isinstance(series, _FrozenSeries):
             series = _FrozenSeries(series)
         return super().__new__(cls, None if study_id is None else str(study_id), series)
@@ -3490,24 +3603,24 @@ class InstancesSet(_InstancesSetFields):
     def _make(cls, iterable):
         return cls(*iterable)
 
-    def __getnewargs__(self):
+    def __getnewargs__(self) -> tuple[Any, ...]:
         return (self.study_id, self.series)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(len(ids) for ids in self.series.values())
 
     @property
-    def instances_ids(self):
+    def instances_ids(self) -> tuple[str, ...]:
         """Every instance id, series by series, as a tuple."""
         return tuple(instance_id for ids in self.series.values() for instance_id in ids)
 
     @property
-    def series_ids(self):
+    def series_ids(self) -> tuple[str, ...]:
         """The ids of the series that have instances in the set, sorted, as a tuple."""
         return tuple(self.series)
 
     @property
-    def id(self):
+    def id(self) -> str:
         """A stable digest of the sorted instance ids: same ids, same ``id``, on any machine.
 
         >>> InstancesSet("st", {"se": ["b", "a"]}).id == InstancesSet(None, {"x": ["a", "b"]}).id
@@ -3519,7 +3632,7 @@ class InstancesSet(_InstancesSetFields):
         text = "\n".join(sorted(self.instances_ids))
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
-    def filter(self, predicate):
+    def filter(self, predicate: Callable[[str, str], object]) -> tuple[InstancesSet, InstancesSet]:
         """Split the set in two: ``(kept, removed)``, by ``predicate(series_id, instance_id)``.
 
         >>> kept, removed = InstancesSet("st", {"a": ["1", "2"], "b": ["3"]}).filter(
@@ -3527,14 +3640,15 @@ class InstancesSet(_InstancesSetFields):
         >>> kept.series, removed.series
         ({'a': ('1',), 'b': ('3',)}, {'a': ('2',)})
         """
-        kept, removed = [], []
+        kept: list[tuple[str, tuple[str, ...]]] = []
+        removed: list[tuple[str, tuple[str, ...]]] = []
         for series_id, ids in self.series.items():
             for instance_id in ids:
                 side = kept if predicate(series_id, instance_id) else removed
                 side.append((series_id, (instance_id,)))
-        return self._replace(series=kept), self._replace(series=removed)
+        return InstancesSet(self.study_id, kept), InstancesSet(self.study_id, removed)
 
-    def without_series(self, series_ids):
+    def without_series(self, series_ids: str | Iterable[str]) -> InstancesSet:
         """Return the set without one series (an id) or several (an iterable of ids).
 
         >>> InstancesSet("st", {"a": ["1"], "b": ["2"]}).without_series("a").series
@@ -3544,7 +3658,7 @@ class InstancesSet(_InstancesSetFields):
         return self._replace(series={key: ids for key, ids in self.series.items()
                                      if key not in drop})
 
-    def without_instances(self, instances_ids):
+    def without_instances(self, instances_ids: str | Iterable[str]) -> InstancesSet:
         """Return the set without one instance (an id) or several (an iterable of ids).
 
         >>> InstancesSet("st", {"a": ["1", "2"], "b": ["3"]}).without_instances(["2", "3"]).series
@@ -3553,7 +3667,7 @@ class InstancesSet(_InstancesSetFields):
         drop = _id_set(instances_ids)
         return self.filter(lambda series_id, instance_id: instance_id not in drop)[0]
 
-    def union(self, other):
+    def union(self, other: InstancesSet) -> InstancesSet:
         """Return the instances of both sets; both must be of the same study.
 
         A set whose ``study_id`` is None takes the other's.
@@ -3567,7 +3681,7 @@ class InstancesSet(_InstancesSetFields):
                 f"cannot unite instances of study {self.study_id} with study {other.study_id}")
         return InstancesSet(study_id, list(self.series.items()) + list(other.series.items()))
 
-    def difference(self, other):
+    def difference(self, other: InstancesSet) -> InstancesSet:
         """Return the instances of this set that are not in ``other``.
 
         >>> InstancesSet("st", {"a": ["1", "2"]}).difference(InstancesSet("st", {"a": ["2"]}))
@@ -3592,7 +3706,7 @@ def _id_set(ids):
 _CANNOT_STORE_INSTANCE = 2018
 
 
-def instances_set_from_study(conn, study_id):
+def instances_set_from_study(conn: Connection, study_id: str) -> InstancesSet:
     """Snapshot the instances a study has now, in one request.
 
     Orthanc: GET /studies/{id}/instances (each instance names its ``ParentSeries``).
@@ -3600,7 +3714,7 @@ def instances_set_from_study(conn, study_id):
     return _instances_set_of(study_id, _get(conn, f"/studies/{_segment(study_id)}/instances"))
 
 
-def instances_set_from_series(conn, series_id):
+def instances_set_from_series(conn: Connection, series_id: str) -> InstancesSet:
     """Snapshot the instances a series has now, in one request.
 
     Orthanc: GET /series/{id}.
@@ -3609,7 +3723,8 @@ def instances_set_from_series(conn, series_id):
     return InstancesSet(series["ParentStudy"], {series["ID"]: series["Instances"]})
 
 
-def instances_set_from_instances(conn, instances_ids):
+def instances_set_from_instances(conn: Connection,
+                                 instances_ids: str | Iterable[str]) -> InstancesSet:
     """Make a set of the given instances (one id or an iterable), in two requests.
 
     Orthanc: POST /tools/bulk-content (1.9.4), for the instances then their series.
@@ -3621,10 +3736,14 @@ def instances_set_from_instances(conn, instances_ids):
     return _set_of_contents(conn, _instances_contents(conn, instances_ids))
 
 
-def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(),
-                         keep_source=True, force=False, *, timeout=600.0, transcode=None,
-                         priority=None, permissive=False, private_creator=None,
-                         keep_labels=False, user_data=None):
+def modify_instances_set(conn: Connection, s: InstancesSet,
+                         replace_tags: Mapping[str, Any] | None = None,
+                         remove_tags: str | Iterable[str] = (),
+                         keep_tags: str | Iterable[str] = (), keep_source: bool = True,
+                         force: bool = False, *, timeout: float = 600.0,
+                         transcode: str | None = None, priority: int | None = None,
+                         permissive: bool = False, private_creator: str | None = None,
+                         keep_labels: bool = False, user_data: Any | None = None) -> InstancesSet:
     """Modify every instance of ``s`` and return the set of the modified instances.
 
     ``replace_tags``, ``remove_tags``, ``keep_tags`` and ``force`` are Orthanc's ``Replace``,
@@ -3681,7 +3800,7 @@ def modify_instances_set(conn, s, replace_tags=None, remove_tags=(), keep_tags=(
     return modified
 
 
-def delete_instances_set(conn, s):
+def delete_instances_set(conn: Connection, s: InstancesSet) -> None:
     """Delete exactly the instances of ``s`` (instances that arrived later stay).
 
     Ids that are already gone are ignored. Orthanc: POST /tools/bulk-delete (1.9.4).
@@ -3690,7 +3809,9 @@ def delete_instances_set(conn, s):
         _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
 
 
-def download_instances_set(conn, s, path, *, progress=None, transcode=None, media=False):
+def download_instances_set(conn: Connection, s: InstancesSet, path: str | os.PathLike[str], *,
+                           progress: Callable[[int, int | None], object] | None = None,
+                           transcode: str | None = None, media: bool = False) -> str:
     """Save the instances of ``s`` as one ZIP archive at ``path``, streamed; return ``path``.
 
     With ``media``, a ZIP with a DICOMDIR (as ``download_media``). Progress, partial files
@@ -3752,9 +3873,12 @@ _HANDLER_BACKOFF_MAX = 30.0
 _WATCH_PAGE = 100  # changes fetched per request by watch_changes
 
 
-def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, workers=1,
-                  poll_interval=1.0, stop=None, on_error=None, attempts=_HANDLER_ATTEMPTS,
-                  page_size=_WATCH_PAGE):
+def watch_changes(conn: Connection, handler: Callable[[dict[str, Any]], object], *,
+                  change_types: str | Iterable[str] | None = None, since: int | None = None,
+                  cursor: str | os.PathLike[str] | None = None, workers: int = 1,
+                  poll_interval: float = 1.0, stop: threading.Event | None = None,
+                  on_error: Callable[[dict[str, Any], BaseException], object] | None = None,
+                  attempts: int = _HANDLER_ATTEMPTS, page_size: int = _WATCH_PAGE) -> None:
     """Call ``handler(change)`` for every change of the log after a position, until ``stop``.
 
     Starts after the ``Seq`` stored in the ``cursor`` file when it exists, else after
@@ -3802,10 +3926,11 @@ def watch_changes(conn, handler, *, change_types=None, since=None, cursor=None, 
                 continue
             changes = [change for change in page.changes
                        if wanted is None or server_filter or change["ChangeType"] in wanted]
-            groups = {}  # one worker: every change in order; more: each resource's in order
+            # one worker: every change in order; more: each resource's in order
+            groups: dict[str | None, list[dict[str, Any]]] = {}
             for change in changes:
                 groups.setdefault(change["ID"] if int(workers) > 1 else None, []).append(change)
-            finished = queue.SimpleQueue()  # Seq of each handled change, from the workers
+            finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # Seq of each handled change
             submitted = [pool.submit(_handle_changes, handler, group, stopping, attempts,
                                      on_error, finished) for group in groups.values()]
             pending, handled, futures = [change["Seq"] for change in changes], set(), submitted
@@ -3941,8 +4066,11 @@ _CHILDREN = {PATIENTS: ("Patient", "Studies"), STUDIES: ("Study", "Series"),
              SERIES: ("Series", "Instances")}
 
 
-def sync(src, dst, *, level="studies", query=None, since=None, method="auto", verify=True,
-         workers=4, progress=None, timeout=None):
+def sync(src: Connection, dst: Connection, *, level: str = "studies",
+         query: Mapping[str, Any] | None = None, since: int | None = None, method: str = "auto",
+         verify: bool = True, workers: int = 4,
+         progress: Callable[[int, int | None], object] | None = None,
+         timeout: float | None = None) -> SyncReport:
     """Copy to ``dst`` the resources of ``src`` it lacks; return a ``SyncReport``.
 
     The resources are those of ``level`` on ``src`` (matching ``query``, a ``find`` query,
@@ -4003,7 +4131,8 @@ def sync(src, dst, *, level="studies", query=None, since=None, method="auto", ve
     return SyncReport(copied, present, failed, time.monotonic() - start)
 
 
-def compare(src, dst, *, level="studies", query=None):
+def compare(src: Connection, dst: Connection, *, level: str = "studies",
+            query: Mapping[str, Any] | None = None) -> Comparison:
     """Tell what differs between two servers at ``level``: a ``Comparison``.
 
     ``only_src`` and ``only_dst`` are the Orthanc ids (the same on every server) of the
@@ -4221,7 +4350,7 @@ to stderr. Exit status: 0 on success, 1 when something failed, 2 for a usage err
 See `orthanc_fn COMMAND --help`."""
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line (``python -m orthanc_fn --help``) and return its exit status.
 
     Data goes to stdout as JSON; progress and a one-line error go to stderr. Returns 0 on
@@ -4234,7 +4363,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
-        return exc.code
+        return int(exc.code or 0)  # argparse exits with 0 or 2
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     hidden = [os.environ.get(name) for name in ("ORTHANC_PASSWORD", "ORTHANC_TOKEN",

@@ -19,7 +19,13 @@ import io
 import os
 import random
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
+
+if TYPE_CHECKING:  # names for the type checker only, never imported at run time
+    import numpy
+    import pydicom
+
+    import orthanc_fn
 
 __all__ = [
     "to_dicom_date", "from_dicom_date", "to_dicom_time", "from_dicom_time",
@@ -42,7 +48,7 @@ def _core():
         else importlib.import_module("orthanc_fn")
 
 
-def to_dicom_date(date):
+def to_dicom_date(date: datetime.date) -> str:
     """Format a ``date`` (or ``datetime``) as DICOM ``YYYYMMDD``.
 
     >>> to_dicom_date(datetime.datetime(2026, 1, 2, 3, 4))
@@ -53,7 +59,7 @@ def to_dicom_date(date):
     return date.strftime("%Y%m%d")
 
 
-def from_dicom_date(text):
+def from_dicom_date(text: str | None) -> datetime.date | None:
     """Parse DICOM ``YYYYMMDD`` into a ``date``; None or empty gives None.
 
     >>> from_dicom_date("20260126")
@@ -76,7 +82,7 @@ def from_dicom_date(text):
         raise ValueError(f"not a DICOM date (YYYYMMDD): {value!r}") from None
 
 
-def to_dicom_time(value):
+def to_dicom_time(value: datetime.time | datetime.datetime) -> str:
     """Format a ``time`` or ``datetime`` as DICOM ``HHMMSS`` (``.ffffff`` when it has them).
 
     >>> to_dicom_time(datetime.time(7, 8, 9))
@@ -90,7 +96,7 @@ def to_dicom_time(value):
     return text + f".{value.microsecond:06d}" if value.microsecond else text
 
 
-def from_dicom_time(text):
+def from_dicom_time(text: str | None) -> datetime.time | None:
     """Parse DICOM ``HH``, ``HHMM``, ``HHMMSS`` or ``HHMMSS.ffffff`` into a ``time``.
 
     None or empty gives None; anything else raises ValueError naming the value.
@@ -112,7 +118,7 @@ def from_dicom_time(text):
         raise ValueError(f"not a DICOM time (HHMMSS.ffffff): {value!r}") from None
 
 
-def from_orthanc_datetime(text):
+def from_orthanc_datetime(text: str) -> datetime.datetime:
     """Parse Orthanc's ``20260126T101010`` (optionally ``.ffffff``) into a ``datetime``.
 
     Orthanc writes it in ``LastUpdate``, ``ReceptionDate`` and the jobs' times.
@@ -131,7 +137,7 @@ def from_orthanc_datetime(text):
     return datetime.datetime.combine(date, time_of_day)
 
 
-def from_dicom_date_and_time(date, time_of_day):
+def from_dicom_date_and_time(date: str | None, time_of_day: str | None) -> datetime.datetime:
     """Combine a DICOM date (DA) and time (TM) into a ``datetime``, fractions of seconds kept.
 
     An empty time means midnight; an empty or malformed date raises ValueError naming it.
@@ -147,7 +153,8 @@ def from_dicom_date_and_time(date, time_of_day):
     return datetime.datetime.combine(day, from_dicom_time(time_of_day) or datetime.time())
 
 
-def wait_until(predicate, timeout, polling_interval=0.1):
+def wait_until(predicate: Callable[[], object], timeout: float,
+               polling_interval: float = 0.1) -> bool:
     """Call ``predicate()`` until it is true or ``timeout`` seconds pass; tell whether it was.
 
     The predicate is called at least once, and once more at the deadline.
@@ -165,7 +172,8 @@ def wait_until(predicate, timeout, polling_interval=0.1):
         time.sleep(min(polling_interval, remaining))
 
 
-def get_random_dicom_date(date_from, date_to=None):
+def get_random_dicom_date(date_from: datetime.date | str,
+                          date_to: datetime.date | str | None = None) -> str:
     """Return a random DICOM date between ``date_from`` and ``date_to`` (today), inclusive.
 
     Bounds are dates or ``'YYYY-MM-DD'`` / ``'YYYYMMDD'`` strings, read by the core's one date
@@ -196,7 +204,7 @@ _SOP_CLASSES = {
 # A few attributes each image module expects, so that viewers and tools take the files.
 _CROSS_SECTION = {"ImageOrientationPatient": [1, 0, 0, 0, 1, 0], "PixelSpacing": [0.5, 0.5],
                   "SliceThickness": 1, "PatientPosition": "HFS"}
-_MODALITY_TAGS = {
+_MODALITY_TAGS: dict[str, dict[str, Any]] = {
     "CT": dict(_CROSS_SECTION, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"], KVP=120,
                RescaleIntercept=-1024, RescaleSlope=1, RescaleType="HU"),
     "MR": dict(_CROSS_SECTION, ImageType=["ORIGINAL", "PRIMARY", "M"], ScanningSequence="SE",
@@ -220,8 +228,10 @@ def _need(module, helper):
                           f"`pip install {module}` (or `pip install orthanc_fn[helpers]`)") from exc
 
 
-def generate_test_dicom_file(width=128, height=128, tags=None, *, modality=None, bits=16,
-                             seed=None, image="gradient"):
+def generate_test_dicom_file(width: int = 128, height: int = 128,
+                             tags: Mapping[str, Any] | None = None, *, modality: str | None = None,
+                             bits: int = 16, seed: int | None = None,
+                             image: str | numpy.ndarray = "gradient") -> bytes:
     """Return the bytes of a valid DICOM file with a ``width`` x ``height`` image.
 
     ``tags`` maps DICOM keywords to values (``{"PatientName": "DOE^JOHN"}``) and wins over
@@ -348,8 +358,9 @@ def _to_bytes(dataset):
     return buffer.getvalue()
 
 
-def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32,
-                        modality=None):
+def generate_test_study(series: int = 2, instances: int = 3, tags: Mapping[str, Any] | None = None,
+                        *, width: int = 32, height: int = 32,
+                        modality: str | None = None) -> list[bytes]:
     """Return ``series`` x ``instances`` DICOM files (bytes) of one study and one patient.
 
     ``tags`` apply to every file; each series gets its own SeriesInstanceUID, number and
@@ -374,7 +385,7 @@ def generate_test_study(series=2, instances=3, tags=None, *, width=32, height=32
 
 # ---- DICOM data as researchers use it (pydicom + numpy) ----
 
-def get_dataset(conn, instance_id):
+def get_dataset(conn: orthanc_fn.Connection, instance_id: str) -> pydicom.Dataset:
     """Return the stored DICOM file of an instance as a ``pydicom.Dataset``.
 
     Orthanc: GET /instances/{id}/file. Needs pydicom.
@@ -385,7 +396,8 @@ def get_dataset(conn, instance_id):
     return pydicom.dcmread(io.BytesIO(_core().get_file(conn, instance_id)))
 
 
-def iter_datasets(conn, level, orthanc_id, *, workers=8):
+def iter_datasets(conn: orthanc_fn.Connection, level: str, orthanc_id: str, *,
+                  workers: int = 8) -> Iterator[tuple[str, pydicom.Dataset]]:
     """Yield ``(instance_id, Dataset)`` for every instance of a resource, downloaded in parallel.
 
     Instances come in Orthanc's order for the resource; at most ``workers`` files are in
@@ -433,7 +445,7 @@ def _iter_files(conn, instances_ids, workers, fetch=None):
                 future.cancel()
 
 
-def upload_dataset(conn, dataset):
+def upload_dataset(conn: orthanc_fn.Connection, dataset: pydicom.Dataset) -> list[str]:
     """Write a pydicom ``Dataset`` as a DICOM file, store it, and return the instance ids.
 
     The dataset is not changed (a file meta is made for the written copy when it has none:
@@ -454,7 +466,8 @@ def upload_dataset(conn, dataset):
 _UNCOMPRESSED = "1.2.840.10008.1.2.1"  # explicit VR little endian
 
 
-def get_pixels(conn, instance_id, *, frame=None, rescale=True):
+def get_pixels(conn: orthanc_fn.Connection, instance_id: str, *, frame: int | None = None,
+               rescale: bool = True) -> numpy.ndarray:
     """Return the decoded pixels of an instance as a numpy array.
 
     Shape: frames x rows x columns (x samples for colour); ``frame`` (from 0) gives that one
@@ -639,7 +652,8 @@ _POSITION_TOLERANCE = 0.01  # mm: positions, shifts and spacings equal within th
 _ORIENTATION_TOLERANCE = 1e-4  # direction cosines equal within this
 
 
-def get_volume(conn, series_id, *, rescale=True, workers=8):
+def get_volume(conn: orthanc_fn.Connection, series_id: str, *, rescale: bool = True,
+               workers: int = 8) -> Volume:
     """Return a series as a ``Volume``: its slices stacked along their normal, with geometry.
 
     Slices are ordered by ImagePositionPatient projected on the normal of
@@ -669,7 +683,9 @@ def get_volume(conn, series_id, *, rescale=True, workers=8):
         return (_frames_geometry(np, ds, instance_id), pixels) + _rescales(np, ds, pixels,
                                                                            rescale)
 
-    array, slices, filled = None, [], 0
+    array: Any = None  # numpy's, allocated at the first slice
+    slices: list[tuple[Any, str]] = []
+    filled = 0
     for instance_id, (geometry, pixels, rescales, dtype) in _iter_files(conn, ids, workers,
                                                                           fetch):
         count = len(pixels)
@@ -816,7 +832,8 @@ def _permute(array, order):
             here = source
 
 
-def download_nifti(conn, level, orthanc_id, path):
+def download_nifti(conn: orthanc_fn.Connection, level: str, orthanc_id: str,
+                   path: str | os.PathLike[str]) -> str:
     """Save a series (or a multi-frame instance) as a NIfTI file, streamed; return ``path``.
 
     A ``path`` ending in ``.gz`` gets the gzip-compressed file. The orthanc-neuro plugin

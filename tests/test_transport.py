@@ -12,6 +12,7 @@ import pytest
 import urllib3
 
 import orthanc_fn as o
+import orthanc_fn_helpers as h
 import orthanc_rig
 
 
@@ -83,6 +84,33 @@ def test_every_exception_declares_its_fields_and_refuses_others():
             assert set(_declared_fields(cls)) == annotated, name
             with pytest.raises(TypeError):
                 cls("message", **dict.fromkeys(_declared_fields(cls)), undeclared=1)
+
+
+def _public_callables(module):
+    """Every public function of ``module`` and the public methods of its public classes."""
+    for name in module.__all__:
+        value = getattr(module, name)
+        if inspect.isfunction(value):
+            yield name, value
+        elif inspect.isclass(value) and value.__module__ == module.__name__:
+            for attr, member in vars(value).items():
+                if attr.startswith("_") and attr not in ("__init__", "__new__"):
+                    continue
+                member = member.fget if isinstance(member, property) else member
+                member = getattr(member, "__func__", member)  # staticmethod, classmethod
+                if inspect.isfunction(member) and member.__module__ == module.__name__:
+                    yield f"{name}.{attr}", member  # not a NamedTuple's generated __new__
+
+
+def test_every_public_function_and_method_has_parameter_and_return_annotations():
+    missing = []
+    for module in (o, h):
+        for name, function in _public_callables(module):
+            wanted = [p for p in inspect.signature(function).parameters if p not in ("self", "cls")]
+            lacking = [p for p in wanted + ["return"] if p not in function.__annotations__]
+            if lacking:
+                missing.append(f"{module.__name__}.{name}: {', '.join(lacking)}")
+    assert missing == []
 
 
 def test_all_lists_exactly_the_public_names():
