@@ -512,6 +512,7 @@ def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
                                 120, polling_interval=0.02)
             process.send_signal(signal.SIGKILL)
             process.wait(10)
+            process.stdout.close()
             if cancel:
                 for job in o._get(empty_a, "/jobs?expand"):
                     if job["Type"] == "OrthancPeerStore" and job["State"] == "Running":
@@ -570,7 +571,8 @@ def test_cli_watch_prints_changes_as_json_lines_and_stops_on_sigterm_saving_the_
     assert h.wait_until(lambda: out.read_text().strip(), 30)
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    _, errors = process.communicate(timeout=30)  # reads and closes its stderr pipe
+    assert process.returncode == 0, errors
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(c["ChangeType"], c["ID"]) for c in lines] == [("NewInstance", instance_id)]
     assert int(cursor.read_text()) >= lines[0]["Seq"]
@@ -585,7 +587,8 @@ def test_cli_watch_exec_runs_the_command_with_the_id_and_type_of_each_change(con
                               f"sh -c 'echo {{type}} {{id}} {{seq}} >> {seen}'")
     assert h.wait_until(lambda: seen.exists() and len(seen.read_text().splitlines()) == 2, 30)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    _, errors = process.communicate(timeout=30)  # reads and closes its stderr pipe
+    assert process.returncode == 0, errors
     assert [line.split()[:2] for line in seen.read_text().splitlines()] == \
         [["NewInstance", i] for i in ids]
 
