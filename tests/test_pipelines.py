@@ -493,12 +493,15 @@ print(json.dumps(report._asdict()))
 """
 
 
+_KILL_STUDIES, _KILL_AT = 5, 150  # 500 instances; the SIGKILL comes once 150 are stored
+
+
 @pytest.mark.parametrize("method, cancel", [("copy", False), ("peer", False), ("peer", True)])
 def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
         empty_a, empty_b, server_b, tmp_path, method, cancel):
     """``cancel``: the killed run's peer jobs are cancelled too (as a restart of the source
     would end them), so the second run has the rest to send."""
-    _dataset(empty_a, studies=10, instances=100)
+    _dataset(empty_a, studies=_KILL_STUDIES, instances=100)
     script = tmp_path / "sync.py"
     script.write_text(_SYNCER)
     with CountingProxy(server_b.http_port) as proxy:
@@ -508,7 +511,7 @@ def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
             env = _env(empty_a, DST_URL=proxy.url)
             command = [sys.executable, str(script), method]
             process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
-            assert h.wait_until(lambda: o.get_statistics(empty_b)["CountInstances"] >= 300,
+            assert h.wait_until(lambda: o.get_statistics(empty_b)["CountInstances"] >= _KILL_AT,
                                 120, polling_interval=0.02)
             process.send_signal(signal.SIGKILL)
             process.wait(10)
@@ -528,11 +531,11 @@ def test_sync_killed_with_sigkill_and_run_again_copies_each_instance_once(
     duplicates = sum(n - 1 for n in sends.values())
     missing = _instances(empty_a) - _instances(empty_b)
     print(f"\nsync {method}{' (jobs cancelled)' if cancel else ''}, SIGKILL at {at_kill} of "
-          f"1000 instances: sent {len(sends)}, "
+          f"{_KILL_STUDIES * 100} instances: sent {len(sends)}, "
           f"duplicates {duplicates}, missing {len(missing)}; second run: "
           f"{len(report['copied'])} studies copied, {len(report['present'])} present")
-    assert duplicates == 0 and missing == set() and len(sends) == 1000
-    assert report["failed"] == [] and len(report["copied"]) + len(report["present"]) == 10
+    assert duplicates == 0 and missing == set() and len(sends) == _KILL_STUDIES * 100
+    assert report["failed"] == [] and len(report["copied"]) + len(report["present"]) == _KILL_STUDIES
 
 
 # ---- command line
