@@ -1009,6 +1009,27 @@ def _require(conn, feature):
         raise error
 
 
+def _or_unsupported(conn, feature, call, *args, statuses=(404,), **options):
+    """Return ``call(conn, *args, **options)``; when it fails with an HTTP status in
+    ``statuses``, raise ``_unsupported(conn, feature)`` if the server lacks ``feature``, else the
+    call's own error.
+
+    For a route an older server lacks: plain calls pay nothing, a failure one ``GET /system``.
+    Orthanc 1.10.1 answers a missing route with the same 404 (``OrthancStatus`` 17, "Unknown
+    resource") as 1.12 and 1.13 give for an unknown resource on an existing route, so the
+    answer alone cannot tell them apart: the version decides.
+    """
+    try:
+        return call(conn, *args, **options)
+    except HttpError as exc:
+        if exc.status not in statuses:
+            raise
+        error = _unsupported(conn, feature)
+        if error is None:
+            raise
+        raise error from exc
+
+
 # ==== Jobs ====
 
 def _start_job(conn, path, body=None, *, priority=None, user_data=None, timeout=None):
@@ -1138,12 +1159,10 @@ def delete_job(conn: Connection, job_id: str) -> None:
     An unknown job raises ``NotFound``, and so does a job not finished yet (Orthanc looks
     only in the history): the message then says its state (cancel it first).
     """
-    try:
-        _delete(conn, f"/jobs/{_segment(job_id, 'job id')}")
-    except HttpError as exc:
-        if exc.status not in (404, 405):
-            raise
-        _require(conn, "delete_job")  # 1.10 answers 405: the route has no DELETE
+    try:  # Orthanc 1.10 answers 405 (Allow: GET): the route has no DELETE
+        _or_unsupported(conn, "delete_job", _delete, f"/jobs/{_segment(job_id, 'job id')}",
+                        statuses=(404, 405))
+    except NotFound as exc:
         try:
             state = get_job(conn, job_id)["State"]
         except NotFound:
@@ -1769,8 +1788,7 @@ def get_labels(conn: Connection, level: str, orthanc_id: str) -> list[str]:
 
     Orthanc: GET /{level}/{id}/labels (>= 1.12.0; older servers raise UnsupportedByServer).
     """
-    _require(conn, "labels")
-    return _get(conn, _label_path(level, orthanc_id))
+    return _or_unsupported(conn, "labels", _get, _label_path(level, orthanc_id))
 
 
 def add_label(conn: Connection, level: str, orthanc_id: str, label: str) -> None:
@@ -1778,20 +1796,17 @@ def add_label(conn: Connection, level: str, orthanc_id: str, label: str) -> None
 
     Orthanc: PUT /{level}/{id}/labels/{label} (>= 1.12.0).
     """
-    _require(conn, "labels")
-    _put(conn, _label_path(level, orthanc_id, label), body=b"")
+    _or_unsupported(conn, "labels", _put, _label_path(level, orthanc_id, label), body=b"")
 
 
 def delete_label(conn: Connection, level: str, orthanc_id: str, label: str) -> None:
     """Remove a label from a resource.  Orthanc: DELETE /{level}/{id}/labels/{label} (>= 1.12.0)."""
-    _require(conn, "labels")
-    _delete(conn, _label_path(level, orthanc_id, label))
+    _or_unsupported(conn, "labels", _delete, _label_path(level, orthanc_id, label))
 
 
 def get_all_labels(conn: Connection) -> list[str]:
     """Return every label used on the server.  Orthanc: GET /tools/labels (>= 1.12.0)."""
-    _require(conn, "labels")
-    return _get(conn, "/tools/labels")
+    return _or_unsupported(conn, "labels", _get, "/tools/labels")
 
 
 # ==== Upload ====

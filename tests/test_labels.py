@@ -32,6 +32,18 @@ def test_get_labels_raises_not_found_for_an_unknown_resource(conn_new):
         o.get_labels(conn_new, o.STUDIES, "00000000-00000000-00000000-00000000-00000000")
 
 
+def test_a_label_call_on_orthanc_1_12_and_newer_sends_no_get_system(conn_new, upload_study,
+                                                                   count_requests):
+    study_id = upload_study(conn_new, 1, 1).id
+    count_requests.clear()
+    o.add_label(conn_new, o.STUDIES, study_id, "seen")
+    o.get_labels(conn_new, o.STUDIES, study_id)
+    o.get_all_labels(conn_new)
+    o.delete_label(conn_new, o.STUDIES, study_id, "seen")
+    assert [(method, url.rsplit("/", 1)[-1]) for method, url, _ in count_requests] == [
+        ("PUT", "seen"), ("GET", "labels"), ("GET", "labels"), ("DELETE", "seen")]
+
+
 def test_add_label_refuses_a_label_that_is_not_a_path_segment(conn_new, upload_study):
     study_id = upload_study(conn_new, 1, 1).id
     with pytest.raises(o.OrthancValueError):
