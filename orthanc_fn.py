@@ -30,7 +30,8 @@ __all__ = [
     # Errors
     "OrthancError", "OrthancValueError", "HttpError", "NotFound", "NotAuthorized", "Conflict",
     "BadFileFormat", "UnexpectedAnswer", "StowFailed", "OrthancConnectionError",
-    "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "TransferOnPeer",
+    "OrthancTimeout", "JobFailed", "TooManyResourcesFound", "AlreadyStored", "MissingInstances",
+    "TransferOnPeer",
     "UnsupportedByServer",
     # Connection and transport, System
     "Connection", "rest_get", "rest_post", "rest_put", "rest_delete", "Changes", "is_alive",
@@ -178,18 +179,22 @@ class OrthancValueError(OrthancError, ValueError):
 class HttpError(OrthancError):
     """Orthanc answered with a non-2xx status.
 
-    Fields: ``status``, ``method``, ``url`` (never with credentials) and ``orthanc``, the JSON
-    error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or None.
+    Fields: ``status``, ``method``, ``url`` (never with credentials), ``orthanc``, the JSON
+    error body Orthanc sent (a dict with ``Message``, ``Details``, ``OrthancStatus``...) or None,
+    and ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
     """
     status: int
     method: str
     url: str
     orthanc: Optional[dict]
+    instances_ids: Optional[list]
 
     def __init__(self, message: str, *, status: int, method: str, url: str,
-                 orthanc: dict[str, Any] | None = None) -> None:
+                 orthanc: dict[str, Any] | None = None,
+                 instances_ids: list[str] | None = None) -> None:
         super().__init__(message)
         self.status, self.method, self.url, self.orthanc = status, method, url, orthanc
+        self.instances_ids = instances_ids
 
 
 class NotFound(HttpError):
@@ -210,36 +215,36 @@ class BadFileFormat(HttpError):
     Raised by the upload functions only, when Orthanc's JSON error says the file is the
     problem (its ``OrthancStatus``: bad file format, inexistent tag...), whatever the HTTP
     status: a DICOMDIR or a palette file is refused with 404 and "Inexistent tag".
-    Fields: those of ``HttpError``, ``path`` (the file, when there was one) and
-    ``instances_ids`` (what ``upload_folder`` stored before it, when it raised).
+    Fields: those of ``HttpError`` and ``path`` (the file, when there was one).
     """
     path: Optional[str]
-    instances_ids: Optional[list]
 
     def __init__(self, message: str, *, status: int, method: str, url: str,
                  orthanc: dict[str, Any] | None = None, path: str | None = None,
                  instances_ids: list[str] | None = None) -> None:
-        super().__init__(message, status=status, method=method, url=url, orthanc=orthanc)
-        self.path, self.instances_ids = path, instances_ids
+        super().__init__(message, status=status, method=method, url=url, orthanc=orthanc,
+                         instances_ids=instances_ids)
+        self.path = path
 
 
 class UnexpectedAnswer(OrthancError):
     """The server answered 2xx, but not as Orthanc does (e.g. the HTML login page of a proxy).
 
-    Fields: ``status``, ``method``, ``url`` (never with credentials), ``content_type`` and
-    ``data``, the first bytes of the answer.
+    Fields: ``status``, ``method``, ``url`` (never with credentials), ``content_type``,
+    ``data``, the first bytes of the answer, and ``instances_ids`` (as ``HttpError``'s).
     """
     status: int
     method: str
     url: str
     content_type: str
     data: bytes
+    instances_ids: Optional[list]
 
     def __init__(self, message: str, *, status: int, method: str, url: str, content_type: str,
-                 data: bytes) -> None:
+                 data: bytes, instances_ids: list[str] | None = None) -> None:
         super().__init__(message)
         self.status, self.method, self.url = status, method, url
-        self.content_type, self.data = content_type, data
+        self.content_type, self.data, self.instances_ids = content_type, data, instances_ids
 
 
 class StowFailed(OrthancError):
@@ -259,30 +264,35 @@ class StowFailed(OrthancError):
 class OrthancConnectionError(OrthancError, ConnectionError):
     """The server could not be reached (refused, unknown host, TLS failure, reset).
 
-    Fields: ``method`` and ``url`` (never with credentials) of the request.
+    Fields: ``method`` and ``url`` (never with credentials) of the request, and
+    ``instances_ids`` (as ``HttpError``'s).
     """
     method: str
     url: str
+    instances_ids: Optional[list]
 
-    def __init__(self, message: str, *, method: str, url: str) -> None:
+    def __init__(self, message: str, *, method: str, url: str,
+                 instances_ids: list[str] | None = None) -> None:
         super().__init__(message)
-        self.method, self.url = method, url
+        self.method, self.url, self.instances_ids = method, url, instances_ids
 
 
 class OrthancTimeout(OrthancError, TimeoutError):
     """The server or a job did not answer in time.
 
     Fields: ``method`` and ``url`` of a request that timed out, or ``job``, Orthanc's dict of
-    a job still running (the others are None).
+    a job still running (the others are None); ``instances_ids`` as ``HttpError``'s.
     """
     method: Optional[str]
     url: Optional[str]
     job: Optional[dict]
+    instances_ids: Optional[list]
 
     def __init__(self, message: str, *, method: str | None = None, url: str | None = None,
-                 job: dict[str, Any] | None = None) -> None:
+                 job: dict[str, Any] | None = None,
+                 instances_ids: list[str] | None = None) -> None:
         super().__init__(message)
-        self.method, self.url, self.job = method, url, job
+        self.method, self.url, self.job, self.instances_ids = method, url, job, instances_ids
 
 
 class JobFailed(OrthancError):
@@ -296,6 +306,27 @@ class JobFailed(OrthancError):
 
 class TooManyResourcesFound(OrthancError):
     """A lookup that expects one resource found several; the field ``ids`` lists them."""
+    ids: list
+
+    def __init__(self, message: str, *, ids: list[str]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+class AlreadyStored(OrthancError):
+    """Orthanc kept the instance it already had (its 2xx answer ``AlreadyStored``) where the
+    call needed the one it sent stored (``OverwriteInstances`` false); the field
+    ``instance_id`` is the instance kept."""
+    instance_id: str
+
+    def __init__(self, message: str, *, instance_id: str) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+
+
+class MissingInstances(OrthancError):
+    """Some asked instances are not on the server (a 2xx answer that lacks them); the field
+    ``ids`` lists them."""
     ids: list
 
     def __init__(self, message: str, *, ids: list[str]) -> None:
@@ -339,9 +370,13 @@ def _restated(error, message, **fields):
     ...           path="a.dcm").path
     'a.dcm'
     """
-    declared = {name for cls in type(error).__mro__
-                for name in vars(cls).get("__annotations__", ())}
+    declared = _fields(error)
     return type(error)(message, **{**{name: getattr(error, name) for name in declared}, **fields})
+
+
+def _fields(error):
+    """The names of the fields an ``OrthancError`` class declares (its annotations)."""
+    return {name for cls in type(error).__mro__ for name in vars(cls).get("__annotations__", ())}
 
 
 # ==== Helpers used everywhere ====
@@ -2036,14 +2071,29 @@ def _upload_files(conn, files, unreadable, ignore_errors, workers, progress, nod
             thread.join()
     if failure is not None:
         error, file = failure
-        ids = [answer["ID"] for answer in answers]
-        if isinstance(error, BadFileFormat):
-            raise _with_path(error, file, instances_ids=ids) from error
-        if isinstance(error, OSError) and not isinstance(error, OrthancError):
-            error.path = file
-        error.instances_ids = ids
-        raise error
+        raised = _stored_before(error, file, [answer["ID"] for answer in answers])
+        raise raised from (None if raised is error else error)
     return answers, errors
+
+
+def _stored_before(error, path, ids):
+    """The error to raise for a batch upload that failed at ``path`` after storing ``ids``.
+
+    A new error, the caught one untouched: a ``BadFileFormat`` names the file, an error
+    declaring ``instances_ids`` carries ``ids``; an ``OSError`` reading the file is copied
+    (same class, ``filename`` = ``path``) with ``.path`` and ``.instances_ids``.
+    """
+    if isinstance(error, BadFileFormat):
+        return _with_path(error, path, instances_ids=ids)
+    if isinstance(error, OrthancError):
+        if "instances_ids" not in _fields(error):
+            return error
+        return _restated(error, str(error), instances_ids=ids)
+    if not isinstance(error, OSError):
+        return error
+    copy = type(error)(error.errno, error.strerror, path)
+    copy.path, copy.instances_ids = path, ids
+    return copy
 
 
 _STOW_BATCH_FILES = 100
@@ -2853,10 +2903,10 @@ def _modify_instance(conn, action, orthanc_id, body, delete_original, timeout):
                    headers={"Content-Type": "application/octet-stream"})
     new_id = answer["ID"]
     if answer.get("Status") == "AlreadyStored":
-        raise Conflict(f"POST {conn.url}{path}: the {action} result has the UIDs of instance "
-                       f"{new_id}, which {conn.url} already stores and does not overwrite "
-                       "(OverwriteInstances is false); nothing was changed",
-                       status=409, method="POST", url=conn.url + path)
+        raise AlreadyStored(f"POST {conn.url}{path}: the {action} result has the UIDs of "
+                            f"instance {new_id}, which {conn.url} already stores and does not "
+                            "overwrite (OverwriteInstances is false); nothing was changed",
+                            instance_id=new_id)
     if delete_original and new_id != orthanc_id:
         delete(conn, INSTANCES, orthanc_id)
     return new_id
@@ -2938,7 +2988,7 @@ def modify(conn: Connection, level: str, orthanc_id: str, *,
     Options as in ``anonymize``; ``keep_tags`` here keeps UIDs (needs ``force``). Orthanc
     gives the result new UIDs unless they are kept; keeping them all rewrites the resource in
     place (the same id comes back; instances need ``OverwriteInstances`` on the server, else
-    ``Conflict``). The original is deleted by default, only once the result is stored.
+    ``AlreadyStored``). The original is deleted by default, only once the result is stored.
     ``transcode`` alone (with the UIDs kept) re-encodes a resource in place.
     Orthanc: POST /{level}/{id}/modify.
     """
@@ -3745,7 +3795,7 @@ def instances_set_from_instances(conn: Connection,
     Orthanc: POST /tools/bulk-content (1.9.4), for the instances then their series.
 
     Raises:
-        NotFound: some ids are not instances of the server (the message lists them).
+        MissingInstances: some ids are not instances of the server (``ids`` lists them).
         OrthancValueError: no id, or instances of several studies.
     """
     return _set_of_contents(conn, _instances_contents(conn, instances_ids))
@@ -3845,16 +3895,16 @@ def _instances_set_of(study_id, instances):
 
 
 def _instances_contents(conn, instances_ids):
-    """Orthanc's dicts of the given instances, in one request; NotFound names missing ones."""
+    """Orthanc's dicts of the given instances, in one request; MissingInstances names missing
+    ones."""
     wanted = _id_set(instances_ids)
     if not wanted:
         raise OrthancValueError("an InstancesSet needs at least one instance id")
     instances = _bulk_content(conn, "Instance", wanted)
     missing = wanted - {instance["ID"] for instance in instances}
     if missing:
-        url = conn.url + "/tools/bulk-content"
-        raise NotFound(f"POST {url}: no instance {', '.join(sorted(missing))} on the server",
-                       status=404, method="POST", url=url)
+        raise MissingInstances(f"POST {conn.url}/tools/bulk-content: no instance "
+                               f"{', '.join(sorted(missing))} on the server", ids=sorted(missing))
     return instances
 
 

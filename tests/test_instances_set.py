@@ -178,9 +178,10 @@ def test_instances_set_from_series_and_from_instances_match_the_study_snapshot(
 
 def test_instances_set_from_instances_names_the_unknown_ids(conn_a, upload_study):
     ids = upload_study(conn_a, 1, 1).instances_ids
-    with pytest.raises(o.NotFound) as info:
+    with pytest.raises(o.MissingInstances) as info:
         o.instances_set_from_instances(conn_a, [ids[0], "0000-no-such-instance"])
     assert "0000-no-such-instance" in str(info.value)
+    assert info.value.ids == ["0000-no-such-instance"]
 
 
 def test_instances_set_from_instances_refuses_instances_of_two_studies(conn_a, upload_study):

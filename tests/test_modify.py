@@ -220,13 +220,13 @@ def test_modify_instance_keeping_its_uid_overwrites_it_where_the_server_allows(c
     assert _instance_tags(conn_a, new_id)["SeriesDescription"] == "OVER"
 
 
-def test_modify_instance_keeping_its_uid_raises_conflict_where_the_server_does_not_overwrite(
+def test_modify_instance_keeping_its_uid_raises_already_stored_where_the_server_keeps_it(
         conn_b):
     _, instance_ids = _upload_study(conn_b)
-    with pytest.raises(o.Conflict) as info:
+    with pytest.raises(o.AlreadyStored) as info:
         o.modify(conn_b, o.INSTANCES, instance_ids[0], keep_tags=["SOPInstanceUID"],
                  replace_tags={"SeriesDescription": "OVER"}, force=True)
-    assert "OverwriteInstances" in str(info.value)
+    assert "OverwriteInstances" in str(info.value) and info.value.instance_id == instance_ids[0]
     assert _instance_tags(conn_b, instance_ids[0])["SeriesDescription"] != "OVER"
 
 
