@@ -143,6 +143,9 @@ _READ_TIMEOUT = 60.0
 _DEFAULT_TIMEOUT = urllib3.Timeout(connect=3.0, read=_READ_TIMEOUT)
 _JSON = "application/json"
 _JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
+# Read timeouts (s) of the requests that take longer than _READ_TIMEOUT by nature:
+_BULK_TIMEOUT = 600.0  # one request over many resources: bulk delete, reconstruct, a set's ZIP
+_ARCHIVE_TIMEOUT = 300.0  # a ZIP download; one STOW-RS batch upload (up to _STOW_BATCH_BYTES)
 
 # Every DICOM operation asks Orthanc for this network timeout (s) unless the call's own timeout
 # is shorter. A remote that accepts the association and never answers is reported by Orthanc
@@ -152,6 +155,11 @@ _JOB_TIMEOUT = 3600.0  # how long a job is waited for when no timeout is given
 _DICOM_TIMEOUT = 10
 _DICOM_WAITS = 2
 _DICOM_MARGIN = 5
+# What a DICOM call bounds itself to (s) when its timeout is None: a C-ECHO the DICOM waits
+# plus the margin (25 s), a C-FIND 120 s, a synchronous C-MOVE/C-GET (older servers) 600 s.
+_ECHO_TIMEOUT = _DICOM_WAITS * _DICOM_TIMEOUT + _DICOM_MARGIN
+_QUERY_TIMEOUT = 120.0
+_RETRIEVE_TIMEOUT = 600.0
 
 
 # ==== Errors ====
@@ -903,7 +911,7 @@ def delete_all_content(conn: Connection) -> None:
     """Delete every patient of the server (and so every study, series and instance)."""
     ids = _get(conn, "/patients")
     if ids:
-        _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
+        _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=_BULK_TIMEOUT)
 
 
 def get_capabilities(conn: Connection) -> dict[str, Any]:
@@ -994,7 +1002,8 @@ def execute_lua_script(conn: Connection, script: str, *, timeout: float | None =
     Orthanc: POST /tools/execute-script, allowed only with ``"ExecuteLuaEnabled": true`` in
     the server's configuration (off by default): otherwise Orthanc answers 403 and the
     ``NotAuthorized`` raised says so. A Lua error raises ``HttpError`` (500) with Orthanc's
-    message in ``orthanc['Details']``.
+    message in ``orthanc['Details']``. ``timeout``: seconds to wait for the answer (default
+    60, as every REST call).
     """
     try:
         answer = _post(conn, "/tools/execute-script", body=str(script).encode("utf-8"),
@@ -1287,7 +1296,7 @@ def delete(conn: Connection, level: str, orthanc_ids: str | Iterable[str], *,
     ids = _as_list(orthanc_ids)
     paths = [f"/{level}/{_segment(orthanc_id)}" for orthanc_id in ids]
     if len(ids) > 1:
-        _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=600)
+        _post(conn, "/tools/bulk-delete", {"Resources": ids}, timeout=_BULK_TIMEOUT)
         return
     for path in paths:
         try:
@@ -1340,7 +1349,7 @@ def reconstruct(conn: Connection, level: str, orthanc_id: str) -> None:
 
     Orthanc: POST /{level}/{id}/reconstruct (synchronous; a large patient takes a while).
     """
-    _post(conn, f"/{_level(level)}/{_segment(orthanc_id)}/reconstruct", {}, timeout=600)
+    _post(conn, f"/{_level(level)}/{_segment(orthanc_id)}/reconstruct", {}, timeout=_BULK_TIMEOUT)
 
 
 def get_first_instance_id(conn: Connection, level: str, orthanc_id: str) -> str:
@@ -2165,7 +2174,7 @@ def _stow(conn, route, batch):
         + f"--{boundary}--\r\n".encode()
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     try:
-        return _post(conn, route, body=body, timeout=300,
+        return _post(conn, route, body=body, timeout=_ARCHIVE_TIMEOUT,
                      headers={"Content-Type": content_type,
                               "Accept": "application/dicom+json"}), []
     except HttpError as exc:
@@ -2402,10 +2411,10 @@ def _save_zip(conn, kind, level, orthanc_id, path, progress, transcode):
         return _save_zip_of(conn, kind, [_segment(orthanc_id)], path, progress, transcode)
     query = None if transcode is None else {"transcode": str(transcode)}
     return _save(conn, "GET", f"/{level}/{_segment(orthanc_id)}/{kind}", path, progress,
-                 query=query, timeout=300, zip_file=True)
+                 query=query, timeout=_ARCHIVE_TIMEOUT, zip_file=True)
 
 
-def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=300):
+def _save_zip_of(conn, kind, orthanc_ids, path, progress, transcode, timeout=_ARCHIVE_TIMEOUT):
     """Stream the ``archive`` or ``media`` ZIP of resources of any levels to ``path``.
 
     Orthanc: POST /tools/create-{kind} (synchronous, streamed since 1.9.4).
@@ -3056,7 +3065,7 @@ def modify_bulk(conn: Connection, level: str, orthanc_ids: str | Iterable[str], 
     """Modify several resources of one level in one job; return the new ids per level.
 
     Options as in ``modify`` (originals deleted by default, once the results are stored).
-    ``timeout`` bounds the wait; a failed job raises ``JobFailed``.
+    ``timeout`` bounds the wait (None: one hour); a failed job raises ``JobFailed``.
     Orthanc: POST /tools/bulk-modify (1.9.4) as a job.
     """
     body = _modification_body(
@@ -3167,7 +3176,7 @@ def modality_echo(conn: Connection, modality: str, *, timeout: float | None = No
     Raises:
         NotFound: ``modality`` is not configured on this Orthanc.
     """
-    dicom, read = _dicom_timeouts(timeout, _DICOM_WAITS * _DICOM_TIMEOUT + _DICOM_MARGIN)
+    dicom, read = _dicom_timeouts(timeout, _ECHO_TIMEOUT)
     try:
         _post(conn, _modality_path(modality, "echo"), {"Timeout": dicom}, timeout=read)
     except HttpError as exc:
@@ -3192,7 +3201,7 @@ def modality_query(conn: Connection, modality: str, level: str, query: Mapping[s
     GET /queries/{id}/answers?expand&simplify.
     """
     level = _level(level)
-    dicom, read = _dicom_timeouts(timeout, 120)
+    dicom, read = _dicom_timeouts(timeout, _QUERY_TIMEOUT)
     body = {"Level": _ORTHANC_LEVEL[level], "Query": dict(query), "Timeout": dicom}
     if not normalize:
         body["Normalize"] = False
@@ -3218,7 +3227,7 @@ def modality_find_worklist(conn: Connection, modality: str, query: Mapping[str, 
     ``timeout`` bounds the whole call as in ``modality_query`` (default 120 s).
     Orthanc: POST /modalities/{name}/find-worklist.
     """
-    dicom, read = _dicom_timeouts(timeout, 120)
+    dicom, read = _dicom_timeouts(timeout, _QUERY_TIMEOUT)
     return _post(conn, _modality_path(modality, "find-worklist"),
                  {"Query": dict(query), "Timeout": dicom}, timeout=read)
 
@@ -3268,14 +3277,14 @@ def _retrieve_identifiers(level, dicom_ids):
 def _retrieve_request(conn, modality, level, dicom_ids, target_aet, method, timeout):
     """Check a retrieve's arguments (and the server for C-GET).
 
-    Returns ``(path, body, read timeout)`` for ``_dicom_timeouts(timeout, 600)``.
+    Returns ``(path, body, read timeout)`` for ``_dicom_timeouts(timeout, _RETRIEVE_TIMEOUT)``.
     """
     level = _level(level)
     if method not in _RETRIEVE_ROUTES:
         raise OrthancValueError(f"method must be 'C-MOVE' or 'C-GET', got {method!r}")
     if method == "C-GET" and target_aet is not None:
         raise OrthancValueError("C-GET retrieves into this Orthanc only: no target_aet")
-    dicom, read = _dicom_timeouts(timeout, 600)
+    dicom, read = _dicom_timeouts(timeout, _RETRIEVE_TIMEOUT)
     body = {"Level": _ORTHANC_LEVEL[level], "Resources": _retrieve_identifiers(level, dicom_ids),
             "Timeout": dicom}
     if target_aet is not None:
@@ -3871,7 +3880,8 @@ def delete_instances_set(conn: Connection, s: InstancesSet) -> None:
     Ids that are already gone are ignored. Orthanc: POST /tools/bulk-delete (1.9.4).
     """
     if s:
-        _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)}, timeout=600)
+        _post(conn, "/tools/bulk-delete", {"Resources": list(s.instances_ids)},
+              timeout=_BULK_TIMEOUT)
 
 
 def download_instances_set(conn: Connection, s: InstancesSet, path: str | os.PathLike[str], *,
@@ -3886,7 +3896,7 @@ def download_instances_set(conn: Connection, s: InstancesSet, path: str | os.Pat
     if not s:
         raise OrthancValueError("download_instances_set: the set has no instance")
     return _save_zip_of(conn, "media" if media else "archive", s.instances_ids, path,
-                        progress, transcode, timeout=600)
+                        progress, transcode, timeout=_BULK_TIMEOUT)
 
 
 def _instances_set_of(study_id, instances):
