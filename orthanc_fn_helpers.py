@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 
+# ==== The core, dates, times and waiting (standard library only) ====
+
 def _core():
     """The orthanc_fn module beside this file, imported on first use by a helper that needs it.
 
@@ -190,7 +192,7 @@ def get_random_dicom_date(date_from: datetime.date | str,
     return to_dicom_date(first + datetime.timedelta(days=random.randint(0, (last - first).days)))
 
 
-# ---- DICOM generation (pydicom + numpy) ----
+# ==== DICOM generation (pydicom + numpy) ====
 
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _SOP_CLASSES = {
@@ -383,7 +385,7 @@ def generate_test_study(series: int = 2, instances: int = 3, tags: Mapping[str, 
     return files
 
 
-# ---- DICOM data as researchers use it (pydicom + numpy) ----
+# ==== DICOM data as researchers use it (pydicom + numpy) ====
 
 def get_dataset(conn: orthanc_fn.Connection, instance_id: str) -> pydicom.Dataset:
     """Return the stored DICOM file of an instance as a ``pydicom.Dataset``.
