@@ -1,7 +1,8 @@
 """Remote modalities, peers and DICOMweb servers: real associations between real servers.
 
 A and B (Orthanc 1.10) are each other's DICOM modality, Orthanc peer and DICOMweb server,
-named "b" on A and "a" on B. Every test makes studies with its own unique patient names.
+named "b" on A and "a" on B. Every test makes its own studies (conftest's upload_study: a new
+PatientID each), with unique patient names where a query matches on them.
 """
 import json
 import socket
@@ -12,18 +13,7 @@ import pytest
 
 import dicom_peers as dp
 import orthanc_fn as o
-import orthanc_fn_helpers as h
 import orthanc_rig
-
-
-def _study(conn, patient_name=None, series=1, instances=2):
-    """Store a new study on ``conn``; return (orthanc id, StudyInstanceUID, instance count)."""
-    tags = {"PatientName": patient_name or f"MOD^{uuid.uuid4().hex[:8].upper()}"}
-    files = h.generate_test_study(series=series, instances=instances, tags=tags)
-    instance_ids = [o.upload(conn, f)[0] for f in files]
-    study_id = o.get_parent_id(conn, o.INSTANCES, instance_ids[0], o.STUDIES)
-    uid = o.get_info(conn, o.STUDIES, study_id)["MainDicomTags"]["StudyInstanceUID"]
-    return study_id, uid, len(files)
 
 
 @pytest.fixture
@@ -51,60 +41,60 @@ def temporary_modality(conn_a):
 
 # ---- C-STORE, peers, DICOMweb sends
 
-def test_modality_send_stores_the_study_on_the_remote(conn_a, conn_b):
-    study_id, _, count = _study(conn_a)
+def test_modality_send_stores_the_study_on_the_remote(conn_a, conn_b, upload_study):
+    study_id, _, _, _, ids = upload_study(conn_a)
     content = o.modality_send(conn_a, "b", study_id, timeout=60)
-    assert content["InstancesCount"] == count and content["FailedInstancesCount"] == 0
+    assert content["InstancesCount"] == len(ids) and content["FailedInstancesCount"] == 0
     assert o.exists(conn_b, o.STUDIES, study_id)
 
 
-def test_modality_send_as_job_returns_a_job_that_wait_job_follows(conn_a, conn_b):
-    study_id, _, count = _study(conn_a)
+def test_modality_send_as_job_returns_a_job_that_wait_job_follows(conn_a, conn_b, upload_study):
+    study_id, _, _, _, ids = upload_study(conn_a)
     job_id = o.modality_send_as_job(conn_a, "b", [study_id])
     job = o.wait_job(conn_a, job_id, timeout=60)
-    assert job["Type"] == "DicomModalityStore" and job["Content"]["InstancesCount"] == count
+    assert job["Type"] == "DicomModalityStore" and job["Content"]["InstancesCount"] == len(ids)
     assert o.exists(conn_b, o.STUDIES, study_id)
 
 
 def test_modality_send_to_a_closed_port_raises_job_failed_with_orthanc_details(
-        conn_a, temporary_modality, closed_port):
+        conn_a, temporary_modality, closed_port, upload_study):
     name = temporary_modality("NOBODY", "127.0.0.1", closed_port)
-    study_id, _, _ = _study(conn_a)
+    study_id = upload_study(conn_a).id
     with pytest.raises(o.JobFailed) as info:
         o.modality_send(conn_a, name, study_id, timeout=30)
     assert "Connection refused" in str(info.value) and "NOBODY" in str(info.value)
     assert info.value.job["ErrorDetails"]
 
 
-def test_peer_send_stores_the_study_on_the_peer(conn_a, conn_b):
-    study_id, _, count = _study(conn_a)
+def test_peer_send_stores_the_study_on_the_peer(conn_a, conn_b, upload_study):
+    study_id, _, _, _, ids = upload_study(conn_a)
     o.peer_send(conn_a, "b", study_id, timeout=60)
     assert o.exists(conn_b, o.STUDIES, study_id)
-    assert len(o.get_children_ids(conn_b, o.STUDIES, study_id, o.INSTANCES)) == count
+    assert len(o.get_children_ids(conn_b, o.STUDIES, study_id, o.INSTANCES)) == len(ids)
 
 
-def test_peer_send_as_job_returns_a_job_that_wait_job_follows(conn_a, conn_b):
-    study_id, _, _ = _study(conn_a)
+def test_peer_send_as_job_returns_a_job_that_wait_job_follows(conn_a, conn_b, upload_study):
+    study_id = upload_study(conn_a).id
     job = o.wait_job(conn_a, o.peer_send_as_job(conn_a, "b", study_id), timeout=60)
     assert job["Type"] == "OrthancPeerStore"
     assert o.exists(conn_b, o.STUDIES, study_id)
 
 
-def test_dicomweb_send_stores_the_study_on_the_dicomweb_server(conn_a, conn_b):
-    study_id, _, count = _study(conn_a)
+def test_dicomweb_send_stores_the_study_on_the_dicomweb_server(conn_a, conn_b, upload_study):
+    study_id, _, _, _, ids = upload_study(conn_a)
     content = o.dicomweb_send(conn_a, "b", study_id, timeout=60)
-    assert int(content["InstancesCount"]) == count
+    assert int(content["InstancesCount"]) == len(ids)
     assert o.exists(conn_b, o.STUDIES, study_id)
 
 
-def test_dicomweb_retrieve_counts_the_instances_it_received(conn_a, conn_b):
-    study_id, uid, count = _study(conn_b, series=2, instances=2)
-    assert o.dicomweb_retrieve(conn_a, "b", uid, timeout=60) == count
-    assert len(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == count
+def test_dicomweb_retrieve_counts_the_instances_it_received(conn_a, conn_b, upload_study):
+    study_id, uid, _, _, ids = upload_study(conn_b, 2, 2)
+    assert o.dicomweb_retrieve(conn_a, "b", uid, timeout=60) == len(ids)
+    assert len(o.get_children_ids(conn_a, o.STUDIES, study_id, o.INSTANCES)) == len(ids)
 
 
-def test_dicomweb_retrieve_of_one_series_receives_only_that_series(conn_a, conn_b):
-    study_id, uid, _ = _study(conn_b, series=2, instances=3)
+def test_dicomweb_retrieve_of_one_series_receives_only_that_series(conn_a, conn_b, upload_study):
+    study_id, uid = upload_study(conn_b, 2, 3)[:2]
     series_id = o.get_children_ids(conn_b, o.STUDIES, study_id, o.SERIES)[0]
     series_uid = o.get_info(conn_b, o.SERIES, series_id)["MainDicomTags"]["SeriesInstanceUID"]
     assert o.dicomweb_retrieve(conn_a, "b", uid, series_uid, timeout=60) == 3
@@ -118,10 +108,10 @@ def test_dicomweb_retrieve_refuses_an_instance_without_its_series(conn_a):
 # ---- C-FIND, C-MOVE
 
 def test_modality_query_studies_gets_every_match_in_one_answers_request(
-        conn_a, conn_b, count_requests):
+        conn_a, conn_b, count_requests, upload_study):
     prefix = "QRY" + uuid.uuid4().hex[:6].upper()
-    uids = {_study(conn_b, f"{prefix}^{n}")[1] for n in range(3)}
-    _study(conn_b, "OTHER" + prefix)  # must not match
+    uids = {upload_study(conn_b, tags={"PatientName": f"{prefix}^{n}"}).uid for n in range(3)}
+    upload_study(conn_b, tags={"PatientName": "OTHER" + prefix})  # must not match
     count_requests.clear()
     seen = count_requests
     answers = o.modality_query_studies(conn_a, "b", {"PatientName": prefix + "^*"})
@@ -133,9 +123,9 @@ def test_modality_query_studies_gets_every_match_in_one_answers_request(
         assert answer["tags"]["StudyInstanceUID"] == answer["dicom_id"]
 
 
-def test_modality_query_at_series_level_returns_series_uids(conn_a, conn_b):
+def test_modality_query_at_series_level_returns_series_uids(conn_a, conn_b, upload_study):
     name = "SER" + uuid.uuid4().hex[:6].upper()
-    study_id, uid, _ = _study(conn_b, name, series=2)
+    study_id, uid = upload_study(conn_b, 2, tags={"PatientName": name})[:2]
     expected = {o.get_info(conn_b, o.SERIES, s)["MainDicomTags"]["SeriesInstanceUID"]
                 for s in o.get_children_ids(conn_b, o.STUDIES, study_id, o.SERIES)}
     answers = o.modality_query(conn_a, "b", "Series", {"StudyInstanceUID": uid})
@@ -148,18 +138,18 @@ def test_modality_query_of_nothing_returns_an_empty_list(conn_a):
 
 
 def test_modality_retrieve_study_moves_it_into_this_server_and_returns_its_local_id(
-        conn_a, conn_b):
+        conn_a, conn_b, upload_study):
     name = "MOVE" + uuid.uuid4().hex[:6].upper()
-    study_id, uid, count = _study(conn_b, name)
+    study_id, uid, _, _, ids = upload_study(conn_b, tags={"PatientName": name})
     answers = o.modality_query_studies(conn_a, "b", {"PatientName": name})
     assert not o.exists(conn_a, o.STUDIES, study_id)
     local_id = o.modality_retrieve_study(conn_a, "b", answers[0]["dicom_id"], timeout=60)
     assert o.get_info(conn_a, o.STUDIES, local_id)["MainDicomTags"]["StudyInstanceUID"] == uid
-    assert len(o.get_children_ids(conn_a, o.STUDIES, local_id, o.INSTANCES)) == count
+    assert len(o.get_children_ids(conn_a, o.STUDIES, local_id, o.INSTANCES)) == len(ids)
 
 
-def test_modality_retrieve_at_series_level_moves_only_that_series(conn_a, conn_b):
-    study_id, uid, _ = _study(conn_b, series=2, instances=2)
+def test_modality_retrieve_at_series_level_moves_only_that_series(conn_a, conn_b, upload_study):
+    study_id, uid = upload_study(conn_b, 2, 2)[:2]
     series_id = o.get_children_ids(conn_b, o.STUDIES, study_id, o.SERIES)[0]
     series_uid = o.get_info(conn_b, o.SERIES, series_id)["MainDicomTags"]["SeriesInstanceUID"]
     o.modality_retrieve(conn_a, "b", o.SERIES,
@@ -167,9 +157,9 @@ def test_modality_retrieve_at_series_level_moves_only_that_series(conn_a, conn_b
     assert o.get_children_ids(conn_a, o.STUDIES, study_id, o.SERIES) == [series_id]
 
 
-def test_modality_retrieve_is_one_synchronous_call_on_orthanc_110(conn_a, conn_b,
-                                                                   count_requests):
-    study_id, uid, _ = _study(conn_b)
+def test_modality_retrieve_is_one_synchronous_call_on_orthanc_110(conn_a, conn_b, count_requests,
+                                                                   upload_study):
+    study_id, uid = upload_study(conn_b)[:2]
     count_requests.clear()
     seen = count_requests
     o.modality_retrieve(conn_a, "b", o.STUDIES, uid)
@@ -186,20 +176,21 @@ def test_modality_retrieve_study_of_an_unknown_uid_raises_with_orthanc_details(c
     assert "C-MOVE" in str(info.value) and info.value.orthanc["OrthancStatus"] == 9
 
 
-def test_modality_retrieve_to_an_unknown_target_raises_with_orthanc_details(conn_a, conn_b):
-    _, uid, _ = _study(conn_b)
+def test_modality_retrieve_to_an_unknown_target_raises_with_orthanc_details(conn_a, conn_b,
+                                                                          upload_study):
+    uid = upload_study(conn_b).uid
     with pytest.raises(o.HttpError) as info:
         o.modality_retrieve(conn_a, "b", o.STUDIES, uid, target_aet="NOWHERE")
     assert "C-MOVE" in str(info.value)
 
 
 def test_modality_retrieve_runs_as_a_job_on_orthanc_112_and_newer(
-        server_new, conn_new, server_b, conn_b, count_requests):
+        server_new, conn_new, server_b, conn_b, count_requests, upload_study):
     o.configure_modality(conn_new, "b", server_b.aet, "127.0.0.1", server_b.dicom_port)
     o.configure_modality(conn_b, server_new.name, server_new.aet, "127.0.0.1",
                          server_new.dicom_port)
     try:
-        study_id, uid, _ = _study(conn_b)
+        study_id, uid = upload_study(conn_b)[:2]
         count_requests.clear()
         seen = count_requests
         assert o.modality_retrieve_study(conn_new, "b", uid, timeout=60) == study_id
@@ -252,31 +243,32 @@ def test_dicom_calls_read_longer_than_orthancs_two_dicom_waits(conn_a, conn_b, c
         assert kw["timeout"].read_timeout >= 2 * json.loads(kw["body"])["Timeout"] + 5
 
 
-def test_dicomweb_send_as_job_gives_its_job_the_priority(conn_a):
-    study_id, _, _ = _study(conn_a)
+def test_dicomweb_send_as_job_gives_its_job_the_priority(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     job_id = o.dicomweb_send_as_job(conn_a, "b", study_id, priority=7)
     assert o.get_job(conn_a, job_id)["Priority"] == 7
     o.wait_job(conn_a, job_id, timeout=60)
 
 
-def test_dicomweb_send_as_job_returns_a_stow_job_that_wait_job_follows(conn_a, conn_b):
-    study_id, _, count = _study(conn_a)
+def test_dicomweb_send_as_job_returns_a_stow_job_that_wait_job_follows(conn_a, conn_b,
+                                                                      upload_study):
+    study_id, _, _, _, ids = upload_study(conn_a)
     job = o.wait_job(conn_a, o.dicomweb_send_as_job(conn_a, "b", study_id), timeout=60)
-    assert int(job["Content"]["InstancesCount"]) == count
+    assert int(job["Content"]["InstancesCount"]) == len(ids)
     assert o.exists(conn_b, o.STUDIES, study_id)
 
 
 # ---- configuration at run time
 
 def test_configure_modality_at_run_time_makes_it_usable_until_deleted(
-        conn_a, conn_b, server_b):
+        conn_a, conn_b, server_b, upload_study):
     name = "rt-" + uuid.uuid4().hex[:8]
     o.configure_modality(conn_a, name, server_b.aet, "127.0.0.1", server_b.dicom_port,
                          Manufacturer="Generic")
     try:
         assert o.get_modalities(conn_a)[name]["AET"] == server_b.aet
         assert o.modality_echo(conn_a, name)
-        study_id, _, _ = _study(conn_a)
+        study_id = upload_study(conn_a).id
         o.modality_send(conn_a, name, study_id, timeout=60)
         assert o.exists(conn_b, o.STUDIES, study_id)
     finally:
@@ -286,13 +278,14 @@ def test_configure_modality_at_run_time_makes_it_usable_until_deleted(
         o.modality_echo(conn_a, name)
 
 
-def test_configure_peer_at_run_time_makes_it_usable_until_deleted(conn_a, conn_b, server_b):
+def test_configure_peer_at_run_time_makes_it_usable_until_deleted(conn_a, conn_b, server_b,
+                                                                  upload_study):
     name = "rt-" + uuid.uuid4().hex[:8]
     o.configure_peer(conn_a, name, server_b.url, orthanc_rig.USER, orthanc_rig.PASSWORD)
     try:
         peer = o.get_peers(conn_a)[name]
         assert peer["Url"].rstrip("/") == server_b.url and peer["Username"] == orthanc_rig.USER
-        study_id, _, _ = _study(conn_a)
+        study_id = upload_study(conn_a).id
         o.peer_send(conn_a, name, study_id, timeout=60)
         assert o.exists(conn_b, o.STUDIES, study_id)
     finally:
