@@ -12,14 +12,6 @@ import orthanc_fn as o
 import orthanc_fn_helpers as h
 
 
-def _upload_study(conn, series=1, instances=2, **tags):
-    """Upload a study; return (study id, instance ids)."""
-    tags.setdefault("PatientName", "DOE^JOHN")
-    tags.setdefault("PatientID", "PID-" + generate_uid()[-10:])
-    ids = [i for f in h.generate_test_study(series, instances, tags) for i in o.upload(conn, f)]
-    return o.get_parent_id(conn, o.INSTANCES, ids[0], o.STUDIES), ids
-
-
 def _patient_tags(conn, study_id):
     return o.get_info(conn, o.STUDIES, study_id)["PatientMainDicomTags"]
 
@@ -30,8 +22,8 @@ def _instance_tags(conn, instance_id):
 
 # ---- anonymize
 
-def test_anonymize_study_keeps_and_replaces_tags_and_keeps_the_original(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_anonymize_study_keeps_and_replaces_tags_and_keeps_the_original(conn_a, upload_study):
+    study_id = upload_study(conn_a, tags={"PatientName": "DOE^JOHN"}).id
     new_id = o.anonymize(conn_a, o.STUDIES, study_id, keep_tags=["PatientName"],
                          replace_tags={"PatientID": "ANON"}, force=True, timeout=60)
     assert new_id != study_id
@@ -41,8 +33,8 @@ def test_anonymize_study_keeps_and_replaces_tags_and_keeps_the_original(conn_a):
     assert o.get_info(conn_a, o.STUDIES, new_id)["AnonymizedFrom"] == study_id
 
 
-def test_anonymize_with_delete_original_deletes_it_once_the_new_study_exists(conn_a):
-    study_id, _ = _upload_study(conn_a, series=2, instances=2)
+def test_anonymize_with_delete_original_deletes_it_once_the_new_study_exists(conn_a, upload_study):
+    study_id = upload_study(conn_a, series=2, instances=2).id
     new_id = o.anonymize(conn_a, o.STUDIES, study_id, keep_tags=["PatientName"],
                          replace_tags={"PatientID": "ANON"}, force=True, delete_original=True,
                          timeout=60)
@@ -50,15 +42,15 @@ def test_anonymize_with_delete_original_deletes_it_once_the_new_study_exists(con
     assert len(o.get_children_ids(conn_a, o.STUDIES, new_id, o.INSTANCES)) == 4
 
 
-def test_anonymize_without_options_removes_the_patient_name(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_anonymize_without_options_removes_the_patient_name(conn_a, upload_study):
+    study_id = upload_study(conn_a, tags={"PatientName": "DOE^JOHN"}).id
     new_id = o.anonymize(conn_a, o.STUDIES, study_id)
     assert _patient_tags(conn_a, new_id)["PatientName"] != "DOE^JOHN"
 
 
 @pytest.mark.parametrize("level", [o.PATIENTS, o.SERIES, o.INSTANCES])
-def test_anonymize_returns_a_new_resource_of_the_same_level(conn_a, level):
-    _, instance_ids = _upload_study(conn_a)
+def test_anonymize_returns_a_new_resource_of_the_same_level(conn_a, level, upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     orthanc_id = (instance_ids[0] if level == o.INSTANCES
                   else o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], level))
     new_id = o.anonymize(conn_a, level, orthanc_id, replace_tags={"StudyDescription": "ANON"})
@@ -70,8 +62,9 @@ def test_anonymize_returns_a_new_resource_of_the_same_level(conn_a, level):
 
 
 @pytest.mark.parametrize("level", [o.SERIES, o.INSTANCES])
-def test_anonymize_with_delete_original_at_lower_levels_deletes_only_the_original(conn_a, level):
-    _, instance_ids = _upload_study(conn_a)
+def test_anonymize_with_delete_original_at_lower_levels_deletes_only_the_original(conn_a, level,
+                                                                                  upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     orthanc_id = (instance_ids[0] if level == o.INSTANCES
                   else o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], level))
     new_id = o.anonymize(conn_a, level, orthanc_id, delete_original=True)
@@ -97,8 +90,8 @@ def test_anonymize_keep_private_tags_decides_whether_private_tags_survive(conn_a
     assert ("0009,1010" in tags) == present
 
 
-def test_anonymize_as_job_returns_a_job_whose_content_is_the_new_study(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_anonymize_as_job_returns_a_job_whose_content_is_the_new_study(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     job_id = o.anonymize_as_job(conn_a, o.STUDIES, study_id, replace_tags={"PatientID": "J"},
                                 force=True)
     job = o.wait_job(conn_a, job_id, timeout=60)
@@ -107,8 +100,9 @@ def test_anonymize_as_job_returns_a_job_whose_content_is_the_new_study(conn_a):
     assert o.exists(conn_a, o.STUDIES, study_id)
 
 
-def test_anonymize_as_job_of_an_instance_runs_a_bulk_job_listing_the_new_instance(conn_a):
-    _, instance_ids = _upload_study(conn_a)
+def test_anonymize_as_job_of_an_instance_runs_a_bulk_job_listing_the_new_instance(conn_a,
+                                                                                  upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     job = o.wait_job(conn_a, o.anonymize_as_job(conn_a, o.INSTANCES, instance_ids[0]), 60)
     new = [r["ID"] for r in job["Content"]["Resources"] if r["Type"] == "Instance"]
     assert len(new) == 1 and new[0] != instance_ids[0] and o.exists(conn_a, o.INSTANCES, new[0])
@@ -116,8 +110,8 @@ def test_anonymize_as_job_of_an_instance_runs_a_bulk_job_listing_the_new_instanc
 
 # ---- modify
 
-def test_modify_study_replaces_a_tag_and_deletes_the_original_by_default(conn_a):
-    study_id, _ = _upload_study(conn_a, series=2)
+def test_modify_study_replaces_a_tag_and_deletes_the_original_by_default(conn_a, upload_study):
+    study_id = upload_study(conn_a, series=2).id
     new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "NEW"},
                       timeout=60)
     info = o.get_info(conn_a, o.STUDIES, new_id)
@@ -126,22 +120,23 @@ def test_modify_study_replaces_a_tag_and_deletes_the_original_by_default(conn_a)
     assert not o.exists(conn_a, o.STUDIES, study_id)
 
 
-def test_modify_with_delete_original_false_keeps_both(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_modify_with_delete_original_false_keeps_both(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "NEW"},
                       delete_original=False)
     assert o.exists(conn_a, o.STUDIES, study_id) and o.exists(conn_a, o.STUDIES, new_id)
 
 
-def test_modify_removes_the_tags_of_remove_tags(conn_a):
-    study_id, _ = _upload_study(conn_a, instances=1, StudyDescription="GONE")
+def test_modify_removes_the_tags_of_remove_tags(conn_a, upload_study):
+    study_id = upload_study(conn_a, instances=1, tags={"StudyDescription": "GONE"}).id
     new_id = o.modify(conn_a, o.STUDIES, study_id, remove_tags=["StudyDescription"])
     new_instance = o.get_children_ids(conn_a, o.STUDIES, new_id, o.INSTANCES)[0]
     assert "StudyDescription" not in _instance_tags(conn_a, new_instance)
 
 
-def test_modify_that_orthanc_refuses_raises_http_error_and_leaves_the_original(conn_a):
-    study_id, instance_ids = _upload_study(conn_a, StudyDescription="ORIGINAL")
+def test_modify_that_orthanc_refuses_raises_http_error_and_leaves_the_original(conn_a,
+                                                                               upload_study):
+    study_id, _, _, _, instance_ids = upload_study(conn_a, tags={"StudyDescription": "ORIGINAL"})
     with pytest.raises(o.HttpError) as info:
         o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyInstanceUID": "1.2.3.4"})
     assert info.value.status == 400 and "Force" in str(info.value)
@@ -152,8 +147,8 @@ def test_modify_that_orthanc_refuses_raises_http_error_and_leaves_the_original(c
         sorted(instance_ids)
 
 
-def test_modify_with_force_replaces_the_study_instance_uid(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_modify_with_force_replaces_the_study_instance_uid(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     uid = generate_uid()
     new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyInstanceUID": uid},
                       force=True)
@@ -161,8 +156,9 @@ def test_modify_with_force_replaces_the_study_instance_uid(conn_a):
     assert not o.exists(conn_a, o.STUDIES, study_id)
 
 
-def test_modify_keeping_every_uid_rewrites_the_study_in_place_and_loses_nothing(conn_a):
-    study_id, instance_ids = _upload_study(conn_a)
+def test_modify_keeping_every_uid_rewrites_the_study_in_place_and_loses_nothing(conn_a,
+                                                                                upload_study):
+    study_id, _, _, _, instance_ids = upload_study(conn_a)
     new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "INPLACE"},
                       keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
                       force=True, delete_original=True)
@@ -175,9 +171,9 @@ def test_modify_keeping_every_uid_rewrites_the_study_in_place_and_loses_nothing(
 
 @pytest.mark.parametrize("conn_name", ["conn_a", "conn_b"])
 def test_modify_keeping_only_the_study_uid_replaces_its_instances_and_deletes_the_originals(
-        request, conn_name):
+        request, conn_name, upload_study):
     conn = request.getfixturevalue(conn_name)  # with and without OverwriteInstances
-    study_id, originals = _upload_study(conn, series=2, instances=2)
+    study_id, _, _, _, originals = upload_study(conn, series=2, instances=2)
     same = o.modify(conn, o.STUDIES, study_id, replace_tags={"StudyDescription": "KEPT-UID"},
                     keep_tags=["StudyInstanceUID"], force=True, timeout=60)
     assert same == study_id
@@ -186,8 +182,8 @@ def test_modify_keeping_only_the_study_uid_replaces_its_instances_and_deletes_th
     assert {_instance_tags(conn, i)["StudyDescription"] for i in instances} == {"KEPT-UID"}
 
 
-def test_modify_patient_needs_force_to_replace_the_patient_id(conn_a):
-    study_id, instance_ids = _upload_study(conn_a)
+def test_modify_patient_needs_force_to_replace_the_patient_id(conn_a, upload_study):
+    study_id, _, _, _, instance_ids = upload_study(conn_a)
     patient_id = o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], o.PATIENTS)
     new_id = o.modify(conn_a, o.PATIENTS, patient_id, replace_tags={"PatientID": "NEWPID"},
                       force=True)
@@ -195,16 +191,17 @@ def test_modify_patient_needs_force_to_replace_the_patient_id(conn_a):
     assert not o.exists(conn_a, o.PATIENTS, patient_id)
 
 
-def test_modify_series_returns_the_new_series(conn_a):
-    _, instance_ids = _upload_study(conn_a)
+def test_modify_series_returns_the_new_series(conn_a, upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     series_id = o.get_parent_id(conn_a, o.INSTANCES, instance_ids[0], o.SERIES)
     new_id = o.modify(conn_a, o.SERIES, series_id, replace_tags={"SeriesDescription": "S2"})
     assert o.get_info(conn_a, o.SERIES, new_id)["MainDicomTags"]["SeriesDescription"] == "S2"
     assert not o.exists(conn_a, o.SERIES, series_id)
 
 
-def test_modify_instance_stores_the_modified_instance_and_deletes_the_original(conn_a):
-    _, instance_ids = _upload_study(conn_a)
+def test_modify_instance_stores_the_modified_instance_and_deletes_the_original(conn_a,
+                                                                               upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     new_id = o.modify(conn_a, o.INSTANCES, instance_ids[0],
                       replace_tags={"SeriesDescription": "MODIFIED"})
     assert new_id != instance_ids[0]
@@ -212,8 +209,9 @@ def test_modify_instance_stores_the_modified_instance_and_deletes_the_original(c
     assert not o.exists(conn_a, o.INSTANCES, instance_ids[0])
 
 
-def test_modify_instance_keeping_its_uid_overwrites_it_where_the_server_allows(conn_a):
-    _, instance_ids = _upload_study(conn_a)
+def test_modify_instance_keeping_its_uid_overwrites_it_where_the_server_allows(conn_a,
+                                                                               upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     new_id = o.modify(conn_a, o.INSTANCES, instance_ids[0], keep_tags=["SOPInstanceUID"],
                       replace_tags={"SeriesDescription": "OVER"}, force=True)
     assert new_id == instance_ids[0]
@@ -221,8 +219,8 @@ def test_modify_instance_keeping_its_uid_overwrites_it_where_the_server_allows(c
 
 
 def test_modify_instance_keeping_its_uid_raises_already_stored_where_the_server_keeps_it(
-        conn_b):
-    _, instance_ids = _upload_study(conn_b)
+        conn_b, upload_study):
+    instance_ids = upload_study(conn_b).instances_ids
     with pytest.raises(o.AlreadyStored) as info:
         o.modify(conn_b, o.INSTANCES, instance_ids[0], keep_tags=["SOPInstanceUID"],
                  replace_tags={"SeriesDescription": "OVER"}, force=True)
@@ -230,16 +228,16 @@ def test_modify_instance_keeping_its_uid_raises_already_stored_where_the_server_
     assert _instance_tags(conn_b, instance_ids[0])["SeriesDescription"] != "OVER"
 
 
-def test_modify_as_job_returns_a_job_id_and_the_job_deletes_the_original(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_modify_as_job_returns_a_job_id_and_the_job_deletes_the_original(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     job_id = o.modify_as_job(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "J"})
     job = o.wait_job(conn_a, job_id, timeout=60)
     assert o.exists(conn_a, o.STUDIES, job["Content"]["ID"])
     assert not o.exists(conn_a, o.STUDIES, study_id)
 
 
-def test_modify_as_job_of_an_instance_keeps_the_original_when_asked(conn_a):
-    _, instance_ids = _upload_study(conn_a)
+def test_modify_as_job_of_an_instance_keeps_the_original_when_asked(conn_a, upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     job_id = o.modify_as_job(conn_a, o.INSTANCES, instance_ids[0],
                              replace_tags={"SeriesDescription": "J"}, delete_original=False)
     job = o.wait_job(conn_a, job_id, timeout=60)
@@ -254,16 +252,16 @@ def test_modify_raises_not_found_for_an_unknown_study(conn_a):
                  replace_tags={"StudyDescription": "X"})
 
 
-def test_modify_does_not_mutate_its_arguments(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_modify_does_not_mutate_its_arguments(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     replace, remove = {"StudyDescription": "X"}, ["SeriesDescription"]
     o.modify(conn_a, o.STUDIES, study_id, replace_tags=replace, remove_tags=remove)
     assert replace == {"StudyDescription": "X"} and remove == ["SeriesDescription"]
 
 
 def test_modify_study_keeping_uids_raises_job_failed_where_the_server_does_not_overwrite(
-        conn_b):
-    study_id, instance_ids = _upload_study(conn_b, StudyDescription="ORIGINAL")
+        conn_b, upload_study):
+    study_id, _, _, _, instance_ids = upload_study(conn_b, tags={"StudyDescription": "ORIGINAL"})
     with pytest.raises(o.JobFailed) as info:
         o.modify(conn_b, o.STUDIES, study_id, replace_tags={"StudyDescription": "X"},
                  keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
@@ -274,8 +272,9 @@ def test_modify_study_keeping_uids_raises_job_failed_where_the_server_does_not_o
 
 
 @pytest.mark.parametrize("remove, present", [((), True), (["SeriesNumber"], False)])
-def test_anonymize_remove_tags_removes_tags_anonymization_would_keep(conn_a, remove, present):
-    _, instance_ids = _upload_study(conn_a)
+def test_anonymize_remove_tags_removes_tags_anonymization_would_keep(conn_a, remove, present,
+                                                                     upload_study):
+    instance_ids = upload_study(conn_a).instances_ids
     new_id = o.anonymize(conn_a, o.INSTANCES, instance_ids[0], remove_tags=remove)
     assert ("SeriesNumber" in _instance_tags(conn_a, new_id)) == present
 
@@ -298,30 +297,31 @@ def _transfer_syntaxes(conn, level, orthanc_id):
                                                                    o.INSTANCES)}
 
 
-def test_modify_with_transcode_stores_the_new_study_re_encoded(conn_a):
-    study_id, _ = _upload_study(conn_a, series=1, instances=2)
+def test_modify_with_transcode_stores_the_new_study_re_encoded(conn_a, upload_study):
+    study_id = upload_study(conn_a, series=1, instances=2).id
     new_id = o.modify(conn_a, o.STUDIES, study_id, replace_tags={"StudyDescription": "TS"},
                       transcode=LOSSLESS_JPEG)
     assert _transfer_syntaxes(conn_a, o.STUDIES, new_id) == {LOSSLESS_JPEG}
 
 
-def test_modify_instance_with_transcode_stores_the_instance_re_encoded(conn_a):
-    _, (instance_id, _) = _upload_study(conn_a)
+def test_modify_instance_with_transcode_stores_the_instance_re_encoded(conn_a, upload_study):
+    instance_id, _ = upload_study(conn_a).instances_ids
     new_id = o.modify(conn_a, o.INSTANCES, instance_id, replace_tags={"SeriesNumber": "5"},
                       transcode=LOSSLESS_JPEG)
     assert _transfer_syntax(conn_a, new_id) == LOSSLESS_JPEG
     assert not o.exists(conn_a, o.INSTANCES, instance_id)
 
 
-def test_anonymize_bulk_with_transcode_stores_the_anonymized_copies_re_encoded(conn_a):
-    _, instance_ids = _upload_study(conn_a, series=1, instances=2)
+def test_anonymize_bulk_with_transcode_stores_the_anonymized_copies_re_encoded(conn_a,
+                                                                               upload_study):
+    instance_ids = upload_study(conn_a, series=1, instances=2).instances_ids
     result = o.anonymize_bulk(conn_a, o.INSTANCES, instance_ids, transcode=LOSSLESS_JPEG)
     assert len(result.instances) == 2
     assert {_transfer_syntax(conn_a, i) for i in result.instances} == {LOSSLESS_JPEG}
 
 
-def test_modify_bulk_as_job_with_transcode_re_encodes_in_its_job(conn_a):
-    study_id, _ = _upload_study(conn_a, series=1, instances=1)
+def test_modify_bulk_as_job_with_transcode_re_encodes_in_its_job(conn_a, upload_study):
+    study_id = upload_study(conn_a, series=1, instances=1).id
     job = o.wait_job(conn_a, o.modify_bulk_as_job(
         conn_a, o.STUDIES, [study_id], replace_tags={"StudyDescription": "BULK TS"},
         transcode=LOSSLESS_JPEG, delete_original=False), timeout=60)
@@ -330,8 +330,8 @@ def test_modify_bulk_as_job_with_transcode_re_encodes_in_its_job(conn_a):
 
 
 @pytest.mark.v113
-def test_modify_with_transcode_to_jpeg_2000_uses_the_gdcm_plugin_on_1_13(conn_113):
-    study_id, _ = _upload_study(conn_113, series=1, instances=1)
+def test_modify_with_transcode_to_jpeg_2000_uses_the_gdcm_plugin_on_1_13(conn_113, upload_study):
+    study_id = upload_study(conn_113, series=1, instances=1).id
     new_id = o.modify(conn_113, o.STUDIES, study_id, replace_tags={"StudyDescription": "J2K"},
                       transcode=JPEG_2000_LOSSLESS)
     assert _transfer_syntaxes(conn_113, o.STUDIES, new_id) == {JPEG_2000_LOSSLESS}
@@ -339,14 +339,14 @@ def test_modify_with_transcode_to_jpeg_2000_uses_the_gdcm_plugin_on_1_13(conn_11
 
 @pytest.mark.parametrize("version, profile", [("2008", "PS 3.15-2008"),
                                               ("2017c", "PS 3.15-2017c")])
-def test_anonymize_with_dicom_version_applies_that_profile(conn_a, version, profile):
-    _, (instance_id, _) = _upload_study(conn_a)
+def test_anonymize_with_dicom_version_applies_that_profile(conn_a, version, profile, upload_study):
+    instance_id, _ = upload_study(conn_a).instances_ids
     new_id = o.anonymize(conn_a, o.INSTANCES, instance_id, dicom_version=version)
     assert profile in _instance_tags(conn_a, new_id)["DeidentificationMethod"]
 
 
-def test_anonymize_as_job_passes_dicom_version_and_priority(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_anonymize_as_job_passes_dicom_version_and_priority(conn_a, upload_study):
+    study_id = upload_study(conn_a).id
     job_id = o.anonymize_as_job(conn_a, o.STUDIES, study_id, dicom_version="2008",
                                 priority=4)
     job = o.wait_job(conn_a, job_id, timeout=60)
@@ -365,10 +365,11 @@ def own_server(make_server):
         "Dictionary": {"0009,1001": ["LO", "FnComment", 1, 1, "ORTHANC_FN"]}})
 
 
-def test_modify_with_private_creator_writes_the_private_tag_with_its_dictionary_vr(own_server):
+def test_modify_with_private_creator_writes_the_private_tag_with_its_dictionary_vr(own_server,
+                                                                                   upload_study):
     import pydicom
     conn = own_server.conn
-    _, (instance_id, _) = _upload_study(conn)
+    instance_id, _ = upload_study(conn).instances_ids
     results = {}
     for creator in (None, "ORTHANC_FN"):
         new_id = o.modify(conn, o.INSTANCES, instance_id, delete_original=False,
@@ -378,10 +379,10 @@ def test_modify_with_private_creator_writes_the_private_tag_with_its_dictionary_
     assert results == {None: "UN", "ORTHANC_FN": "LO"}
 
 
-def _study_with_a_lost_file(server):
+def _study_with_a_lost_file(server, upload_study):
     """A study of two instances, the stored file of one removed from the storage folder."""
     conn = server.conn
-    study_id, instance_ids = _upload_study(conn, series=1, instances=2)
+    study_id, _, _, _, instance_ids = upload_study(conn, series=1, instances=2)
     uuid = o._get(conn, f"/instances/{instance_ids[0]}/attachments/dicom/info")["Uuid"]
     os.remove(os.path.join(server.dir, "storage", uuid[:2], uuid[2:4], uuid))
     return study_id
@@ -389,9 +390,9 @@ def _study_with_a_lost_file(server):
 
 @pytest.mark.parametrize("permissive", [False, True])
 def test_permissive_decides_whether_an_instance_that_cannot_be_read_fails_the_job(
-        own_server, permissive):
+        own_server, permissive, upload_study):
     conn = own_server.conn
-    study_id = _study_with_a_lost_file(own_server)
+    study_id = _study_with_a_lost_file(own_server, upload_study)
     job_id = o.modify_as_job(conn, o.STUDIES, study_id, replace_tags={"StudyDescription": "P"},
                              permissive=permissive, delete_original=False)
     if not permissive:
@@ -403,8 +404,9 @@ def test_permissive_decides_whether_an_instance_that_cannot_be_read_fails_the_jo
     assert len(o.get_children_ids(conn, o.STUDIES, job["Content"]["ID"], o.INSTANCES)) == 1
 
 
-def test_keep_labels_on_orthanc_1_10_raises_unsupported_by_server_and_changes_nothing(conn_a):
-    study_id, _ = _upload_study(conn_a)
+def test_keep_labels_on_orthanc_1_10_raises_unsupported_by_server_and_changes_nothing(conn_a,
+                                                                                      upload_study):
+    study_id = upload_study(conn_a).id
     studies = set(o.get_all_ids(conn_a, o.STUDIES))
     for call in (o.modify, o.anonymize, o.modify_as_job, o.anonymize_as_job):
         with pytest.raises(o.UnsupportedByServer) as info:
@@ -415,8 +417,9 @@ def test_keep_labels_on_orthanc_1_10_raises_unsupported_by_server_and_changes_no
 
 @pytest.mark.v112
 @pytest.mark.parametrize("keep", [True, False])
-def test_keep_labels_decides_whether_the_modified_study_has_the_labels(conn_112, keep):
-    study_id, _ = _upload_study(conn_112)
+def test_keep_labels_decides_whether_the_modified_study_has_the_labels(conn_112, keep,
+                                                                       upload_study):
+    study_id = upload_study(conn_112).id
     o.add_label(conn_112, o.STUDIES, study_id, "reviewed")
     new_id = o.modify(conn_112, o.STUDIES, study_id, replace_tags={"StudyDescription": "L"},
                       keep_labels=keep)
@@ -424,15 +427,15 @@ def test_keep_labels_decides_whether_the_modified_study_has_the_labels(conn_112,
 
 
 @pytest.mark.v113
-def test_anonymize_bulk_keeps_labels_when_asked(conn_113):
-    study_id, _ = _upload_study(conn_113)
+def test_anonymize_bulk_keeps_labels_when_asked(conn_113, upload_study):
+    study_id = upload_study(conn_113).id
     o.add_label(conn_113, o.STUDIES, study_id, "cohort-a")
     result = o.anonymize_bulk(conn_113, o.STUDIES, [study_id], keep_labels=True)
     assert o.get_labels(conn_113, o.STUDIES, result.studies[0]) == ["cohort-a"]
 
 
-def test_modify_instances_set_with_transcode_returns_re_encoded_instances(conn_a):
-    study_id, _ = _upload_study(conn_a, series=1, instances=2)
+def test_modify_instances_set_with_transcode_returns_re_encoded_instances(conn_a, upload_study):
+    study_id = upload_study(conn_a, series=1, instances=2).id
     s = o.instances_set_from_study(conn_a, study_id)
     modified = o.modify_instances_set(conn_a, s, replace_tags={"SeriesDescription": "SET TS"},
                                       transcode=LOSSLESS_JPEG, priority=1)
@@ -507,9 +510,10 @@ def test_modify_bulk_modifies_a_study_and_deletes_the_original_on_orthanc_112_an
     assert info["MainDicomTags"]["StudyDescription"] == "x"
 
 
-def test_modify_keeping_every_uid_with_transcode_re_encodes_the_study_in_place(conn_a):
+def test_modify_keeping_every_uid_with_transcode_re_encodes_the_study_in_place(conn_a,
+                                                                               upload_study):
     """Server A has OverwriteInstances: the same study and instance ids come back."""
-    study_id, instance_ids = _upload_study(conn_a, series=1, instances=2)
+    study_id, _, _, _, instance_ids = upload_study(conn_a, series=1, instances=2)
     new_id = o.modify(conn_a, o.STUDIES, study_id, force=True, transcode=LOSSLESS_JPEG,
                       keep_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
     assert new_id == study_id
