@@ -13,12 +13,6 @@ import orthanc_rig
 import postgres_rig
 
 
-def _study(conn, **tags):
-    """Upload a one-instance study with these tags; return its Orthanc study id."""
-    instance_id = o.upload(conn, h.generate_test_dicom_file(8, 8, tags))[0]
-    return o.get_parent_id(conn, o.INSTANCES, instance_id, o.STUDIES)
-
-
 def _zip(files):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -31,18 +25,18 @@ def _unique():
     return "U" + generate_uid()[-12:]
 
 
-def _described(conn, count):
+def _described(upload_study, conn, count):
     """``count`` one-instance studies sharing a new StudyDescription: (query, their ids)."""
     description = _unique()
-    ids = [_study(conn, StudyDescription=description) for _ in range(count)]
+    ids = [upload_study(conn, 1, 1, dict(StudyDescription=description)).id for _ in range(count)]
     return {"StudyDescription": description}, ids
 
 
 # ---- lookup
 
-def test_lookup_returns_the_study_id_for_its_study_instance_uid(conn_a):
+def test_lookup_returns_the_study_id_for_its_study_instance_uid(conn_a, upload_study):
     uid = generate_uid()
-    study_id = _study(conn_a, StudyInstanceUID=uid)
+    study_id = upload_study(conn_a, 1, 1, dict(StudyInstanceUID=uid)).id
     assert o.lookup(conn_a, o.STUDIES, uid) == study_id
     assert o.lookup(conn_a, "Study", uid) == study_id
 
@@ -51,16 +45,16 @@ def test_lookup_returns_none_for_an_unknown_dicom_id(conn_a):
     assert o.lookup(conn_a, o.STUDIES, generate_uid()) is None
 
 
-def test_lookup_returns_none_when_the_id_belongs_to_another_level(conn_a):
+def test_lookup_returns_none_when_the_id_belongs_to_another_level(conn_a, upload_study):
     uid = generate_uid()
-    _study(conn_a, StudyInstanceUID=uid)
+    upload_study(conn_a, 1, 1, dict(StudyInstanceUID=uid))
     assert o.lookup(conn_a, o.SERIES, uid) is None
 
 
-def test_lookup_raises_too_many_resources_found_for_a_uid_in_two_patients(conn_a):
+def test_lookup_raises_too_many_resources_found_for_a_uid_in_two_patients(conn_a, upload_study):
     uid = generate_uid()
-    first = _study(conn_a, StudyInstanceUID=uid, PatientID=_unique())
-    second = _study(conn_a, StudyInstanceUID=uid, PatientID=_unique())
+    first = upload_study(conn_a, 1, 1, dict(StudyInstanceUID=uid, PatientID=_unique())).id
+    second = upload_study(conn_a, 1, 1, dict(StudyInstanceUID=uid, PatientID=_unique())).id
     with pytest.raises(o.TooManyResourcesFound) as info:
         o.lookup(conn_a, o.STUDIES, uid)
     assert sorted(info.value.ids) == sorted([first, second]) and uid in str(info.value)
@@ -68,33 +62,33 @@ def test_lookup_raises_too_many_resources_found_for_a_uid_in_two_patients(conn_a
 
 # ---- find
 
-def test_find_returns_expanded_studies_matching_a_wildcard(conn_a):
+def test_find_returns_expanded_studies_matching_a_wildcard(conn_a, upload_study):
     name = _unique()
-    study_id = _study(conn_a, PatientName=name + "^ONE")
-    _study(conn_a, PatientName=_unique())
+    study_id = upload_study(conn_a, 1, 1, dict(PatientName=name + "^ONE")).id
+    upload_study(conn_a, 1, 1, dict(PatientName=_unique()))
     found = o.find(conn_a, o.STUDIES, {"PatientName": name + "*"})
     assert [s["ID"] for s in found] == [study_id]
     assert found[0]["PatientMainDicomTags"]["PatientName"] == name + "^ONE"
 
 
-def test_find_returns_ids_without_expand(conn_a):
+def test_find_returns_ids_without_expand(conn_a, upload_study):
     name = _unique()
-    study_id = _study(conn_a, PatientName=name)
+    study_id = upload_study(conn_a, 1, 1, dict(PatientName=name)).id
     assert o.find(conn_a, o.STUDIES, {"PatientName": name}, expand=False) == [study_id]
 
 
-def test_find_is_case_insensitive_when_asked(conn_a):
+def test_find_is_case_insensitive_when_asked(conn_a, upload_study):
     name = _unique()
-    study_id = _study(conn_a, PatientName=name)
+    study_id = upload_study(conn_a, 1, 1, dict(PatientName=name)).id
     assert o.find(conn_a, o.STUDIES, {"PatientName": name.lower()}, expand=False) == []
     assert o.find(conn_a, o.STUDIES, {"PatientName": name.lower()}, expand=False,
                   case_sensitive=False) == [study_id]
 
 
-def test_find_limit_and_since_select_a_window_of_the_matches(conn_a):
+def test_find_limit_and_since_select_a_window_of_the_matches(conn_a, upload_study):
     description = _unique()
     for _ in range(5):
-        _study(conn_a, StudyDescription=description)
+        upload_study(conn_a, 1, 1, dict(StudyDescription=description))
     query = {"StudyDescription": description}
     everything = o.find(conn_a, o.STUDIES, query, expand=False)
     assert len(everything) == 5
@@ -103,10 +97,11 @@ def test_find_limit_and_since_select_a_window_of_the_matches(conn_a):
     assert o.find(conn_a, o.STUDIES, query, expand=False, since=3) == everything[3:]
 
 
-def test_find_at_series_level_accepts_a_study_date_range(conn_a):
+def test_find_at_series_level_accepts_a_study_date_range(conn_a, upload_study):
     description = _unique()
-    inside = _study(conn_a, StudyDescription=description, StudyDate="19990615")
-    _study(conn_a, StudyDescription=description, StudyDate="19990701")
+    inside = upload_study(conn_a, 1, 1,
+                          dict(StudyDescription=description, StudyDate="19990615")).id
+    upload_study(conn_a, 1, 1, dict(StudyDescription=description, StudyDate="19990701"))
     found = o.find(conn_a, o.SERIES, {"StudyDescription": description,
                                       "StudyDate": "19990601-19990630"})
     assert [s["ParentStudy"] for s in found] == [inside]
@@ -134,8 +129,8 @@ def test_find_refuses_an_unknown_labels_constraint(conn_a):
         o.find(conn_a, o.STUDIES, {}, labels=["x"], labels_constraint="Some")
 
 
-def test_find_requested_tags_adds_them_on_orthanc_1_12_and_newer(conn_new):
-    _study(conn_new, StudyDescription="desc", ReferringPhysicianName="DR^WHO")
+def test_find_requested_tags_adds_them_on_orthanc_1_12_and_newer(conn_new, upload_study):
+    upload_study(conn_new, 1, 1, dict(StudyDescription="desc", ReferringPhysicianName="DR^WHO"))
     found = o.find(conn_new, o.STUDIES, {}, requested_tags=["NumberOfStudyRelatedInstances"])
     assert found[0]["RequestedTags"]["NumberOfStudyRelatedInstances"] == "1"
 
@@ -143,17 +138,19 @@ def test_find_requested_tags_adds_them_on_orthanc_1_12_and_newer(conn_new):
 # ---- iter_find
 
 @pytest.mark.parametrize("count", [0, 1, 3, 4])
-def test_iter_find_returns_exactly_every_match_for_n_around_the_page_size(conn_a, count):
+def test_iter_find_returns_exactly_every_match_for_n_around_the_page_size(conn_a, count,
+                                                                          upload_study):
     description = _unique()
-    expected = {_study(conn_a, StudyDescription=description) for _ in range(count)}
+    expected = {upload_study(conn_a, 1, 1, dict(StudyDescription=description)).id
+                for _ in range(count)}
     found = list(o.iter_find(conn_a, o.STUDIES, {"StudyDescription": description},
                              page_size=3, expand=False))
     assert len(found) == count and set(found) == expected
 
 
 def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at_a_time(
-        conn_a, count_requests):
-    query, _ = _described(conn_a, 4)
+        conn_a, count_requests, upload_study):
+    query, _ = _described(upload_study, conn_a, 4)
     count_requests.clear()
     found = list(o.iter_find(conn_a, o.STUDIES, query, page_size=3))
     posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
@@ -162,16 +159,17 @@ def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at
 
 
 def test_iter_find_of_ids_on_orthanc_1_10_is_one_request_whatever_the_page_size(
-        conn_a, count_requests):
-    query, expected = _described(conn_a, 5)
+        conn_a, count_requests, upload_study):
+    query, expected = _described(upload_study, conn_a, 5)
     count_requests.clear()
     found = list(o.iter_find(conn_a, o.STUDIES, query, page_size=2, expand=False))
     assert sorted(found) == sorted(expected)
     assert [m for m, _, _ in count_requests] == ["GET", "POST"]
 
 
-def test_iter_find_leaves_out_a_study_deleted_between_its_id_and_its_expansion(conn_a):
-    query, _ = _described(conn_a, 4)
+def test_iter_find_leaves_out_a_study_deleted_between_its_id_and_its_expansion(conn_a,
+                                                                               upload_study):
+    query, _ = _described(upload_study, conn_a, 4)
     ids = o.find(conn_a, o.STUDIES, query, expand=False)
     pages = o.iter_find(conn_a, o.STUDIES, query, page_size=2)
     first = next(pages)  # the ids are read, the first page expanded
@@ -278,9 +276,10 @@ def test_print_daily_stats_prints_one_line_per_day_with_iso_dates(dated, capsys)
     assert capsys.readouterr().out == "2001-03-01  5\n2001-03-02  0\n2001-03-03  1\n"
 
 
-def test_iter_find_pages_completely_on_orthanc_1_12_and_newer_too(conn_new):
+def test_iter_find_pages_completely_on_orthanc_1_12_and_newer_too(conn_new, upload_study):
     description = _unique()
-    expected = {_study(conn_new, StudyDescription=description) for _ in range(7)}
+    expected = {upload_study(conn_new, 1, 1, dict(StudyDescription=description)).id
+                for _ in range(7)}
     found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
                              page_size=3, expand=False))
     assert len(found) == 7 and set(found) == expected
@@ -296,9 +295,10 @@ def test_daily_stats_agree_on_orthanc_1_12_and_newer(conn_new):
 
 
 def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12_and_newer(
-        conn_new, count_requests):
+        conn_new, count_requests, upload_study):
     description = _unique()
-    expected = {_study(conn_new, StudyDescription=description) for _ in range(4)}
+    expected = {upload_study(conn_new, 1, 1, dict(StudyDescription=description)).id
+                for _ in range(4)}
     count_requests.clear()
     found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
                              page_size=3, expand=False, case_sensitive=False))
@@ -315,15 +315,16 @@ def test_find_refuses_a_query_that_is_not_a_dict_before_any_request(conn_a, coun
 
 # ---- extended find (Orthanc >= 1.12.5): order_by, response_content, parents, metadata, count
 
-def _dated_studies(conn, dates, **tags):
+def _dated_studies(upload_study, conn, dates, **tags):
     """One one-instance study per date (same other tags); return {study id: date}."""
-    return {_study(conn, StudyDate=date, **tags): date for date in dates}
+    return {upload_study(conn, 1, 1, dict(StudyDate=date, **tags)).id: date for date in dates}
 
 
 @pytest.mark.v113
-def test_find_order_by_sorts_by_a_tag_ascending_and_descending_on_orthanc_1_13(conn_113):
+def test_find_order_by_sorts_by_a_tag_ascending_and_descending_on_orthanc_1_13(conn_113,
+                                                                               upload_study):
     dates = ["20030105", "20010101", "20020303", "20000101"]
-    by_id = _dated_studies(conn_113, dates)
+    by_id = _dated_studies(upload_study, conn_113, dates)
     ascending = o.find(conn_113, o.STUDIES, {}, order_by=["StudyDate"])
     assert [s["MainDicomTags"]["StudyDate"] for s in ascending] == sorted(dates)
     descending = o.find(conn_113, o.STUDIES, {}, order_by="-0008,0020", expand=False)
@@ -331,10 +332,11 @@ def test_find_order_by_sorts_by_a_tag_ascending_and_descending_on_orthanc_1_13(c
 
 
 @pytest.mark.v113
-def test_find_order_by_accepts_orthanc_s_dict_for_a_metadata_on_orthanc_1_13(conn_113):
+def test_find_order_by_accepts_orthanc_s_dict_for_a_metadata_on_orthanc_1_13(conn_113,
+                                                                             upload_study):
     values = {}
     for value in ("m-b", "m-c", "m-a"):
-        study_id = _study(conn_113)
+        study_id = upload_study(conn_113, 1, 1).id
         o.set_string_metadata(conn_113, o.STUDIES, study_id, "1030", value)
         values[study_id] = value
     found = o.find(conn_113, o.STUDIES, {}, expand=False, order_by=[
@@ -344,8 +346,8 @@ def test_find_order_by_accepts_orthanc_s_dict_for_a_metadata_on_orthanc_1_13(con
 
 @pytest.mark.v113
 def test_find_response_content_returns_only_id_type_and_the_asked_parts_on_orthanc_1_13(
-        conn_113):
-    study_id = _study(conn_113, StudyDescription="RC")
+        conn_113, upload_study):
+    study_id = upload_study(conn_113, 1, 1, dict(StudyDescription="RC")).id
     [found] = o.find(conn_113, o.STUDIES, {}, response_content=["Parent", "MainDicomTags"])
     assert set(found) == {"ID", "Type", "ParentPatient", "MainDicomTags", "PatientMainDicomTags"}
     assert found["ID"] == study_id and found["MainDicomTags"]["StudyDescription"] == "RC"
@@ -370,22 +372,22 @@ def test_find_restricts_to_the_descendants_of_a_parent_on_orthanc_1_13(conn_113,
 
 
 @pytest.mark.v113
-def test_find_metadata_query_matches_the_metadata_pattern_on_orthanc_1_13(conn_113):
+def test_find_metadata_query_matches_the_metadata_pattern_on_orthanc_1_13(conn_113, upload_study):
     tagged = set()
     for value in ("m-one", "m-two", "other"):
-        study_id = _study(conn_113)
+        study_id = upload_study(conn_113, 1, 1).id
         o.set_string_metadata(conn_113, o.STUDIES, study_id, "1030", value)
         if value.startswith("m-"):
             tagged.add(study_id)
-    _study(conn_113)  # no metadata at all
+    upload_study(conn_113, 1, 1)  # no metadata at all
     found = o.find(conn_113, o.STUDIES, {}, expand=False, metadata_query={"1030": "m-*"})
     assert set(found) == tagged and len(found) == 2
 
 
 @pytest.mark.v113
 def test_count_with_no_label_and_the_none_constraint_counts_the_unlabelled_on_orthanc_1_13(
-        conn_113):
-    labelled, _ = _study(conn_113), _study(conn_113)
+        conn_113, upload_study):
+    labelled, _ = upload_study(conn_113, 1, 1).id, upload_study(conn_113, 1, 1).id
     o.add_label(conn_113, o.STUDIES, labelled, "seen")
     assert o.count(conn_113, o.STUDIES, {}, labels=[], labels_constraint="None") == 1
 
@@ -448,11 +450,11 @@ def test_find_refuses_extended_options_where_the_database_lacks_extended_find(
 
 
 @pytest.mark.v113
-def test_iter_find_lists_by_ids_where_the_database_lacks_extended_find(server_113_pg5,
-                                                                       count_requests):
+def test_iter_find_lists_by_ids_where_the_database_lacks_extended_find(
+        server_113_pg5, count_requests, upload_study):
     conn = server_113_pg5.conn
     name = _unique()
-    expected = {_study(conn, PatientName=f"{name}^{n}") for n in range(3)}
+    expected = {upload_study(conn, 1, 1, dict(PatientName=f"{name}^{n}")).id for n in range(3)}
     count_requests.clear()
     found = list(o.iter_find(conn, o.STUDIES, {"PatientName": name + "*"}, page_size=2))
     assert {s["ID"] for s in found} == expected and len(found) == 3
@@ -476,9 +478,11 @@ def test_find_refuses_an_order_by_key_that_is_not_a_tag_or_a_dict(conn_a, count_
     ({}, {"labels": ["cnt"]}, 1),
     ({}, {"metadata_query": {"1030": "m-*"}}, 1),
 ])
-def test_count_equals_the_length_of_find_on_orthanc_1_13(conn_113, query, options, expected):
-    ids = [_study(conn_113, PatientName=f"CNT^{n}", PatientID=_unique(),
-                  StudyDate="20010101" if n % 2 else "20020101") for n in range(5)]
+def test_count_equals_the_length_of_find_on_orthanc_1_13(conn_113, query, options, expected,
+                                                         upload_study):
+    ids = [upload_study(conn_113, 1, 1, dict(PatientName=f"CNT^{n}", PatientID=_unique(),
+                                             StudyDate="20010101" if n % 2 else "20020101")).id
+           for n in range(5)]
     o.add_label(conn_113, o.STUDIES, ids[0], "cnt")
     o.set_string_metadata(conn_113, o.STUDIES, ids[1], "1030", "m-1")
     assert len(o.find(conn_113, o.STUDIES, query, expand=False, **options)) == expected
@@ -487,10 +491,10 @@ def test_count_equals_the_length_of_find_on_orthanc_1_13(conn_113, query, option
 
 @pytest.mark.v113
 def test_count_sends_one_count_request_or_one_find_when_case_matters_on_orthanc_1_13(
-        conn_113, count_requests):
-    parent = o.get_parent_id(conn_113, o.STUDIES, _study(conn_113, PatientName="DOE^A"),
-                             o.PATIENTS)
-    _study(conn_113, PatientName="DOE^B")
+        conn_113, count_requests, upload_study):
+    study_id = upload_study(conn_113, 1, 1, dict(PatientName="DOE^A")).id
+    parent = o.get_parent_id(conn_113, o.STUDIES, study_id, o.PATIENTS)
+    upload_study(conn_113, 1, 1, dict(PatientName="DOE^B"))
     count_requests.clear()
     assert o.count(conn_113, o.STUDIES, {}, parent_patient=parent) == 1
     assert o.count(conn_113, o.STUDIES, {"PatientName": "DOE*"}) == 2
@@ -503,9 +507,9 @@ def test_count_sends_one_count_request_or_one_find_when_case_matters_on_orthanc_
 @pytest.mark.v113
 @pytest.mark.parametrize("order_by", [["StudyDate"], ["-StudyDate"]])
 def test_iter_find_pages_follow_order_by_disjoint_and_complete_with_ties_on_orthanc_1_13(
-        conn_113, count_requests, order_by):
+        conn_113, count_requests, order_by, upload_study):
     dates = ["20010101", "20010202", "20010303"] * 4  # each date four times: ties
-    by_id = _dated_studies(conn_113, dates)
+    by_id = _dated_studies(upload_study, conn_113, dates)
     count_requests.clear()
     found = list(o.iter_find(conn_113, o.STUDIES, {}, page_size=5, expand=False,
                              order_by=order_by))
@@ -516,10 +520,10 @@ def test_iter_find_pages_follow_order_by_disjoint_and_complete_with_ties_on_orth
 
 
 @pytest.mark.v113
-def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(conn_113,
-                                                                              count_requests):
-    expected = set(_dated_studies(conn_113, ["20050505"] * 4))
-    _study(conn_113, StudyDate="20060606")
+def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(
+        conn_113, count_requests, upload_study):
+    expected = set(_dated_studies(upload_study, conn_113, ["20050505"] * 4))
+    upload_study(conn_113, 1, 1, dict(StudyDate="20060606"))
     count_requests.clear()
     found = list(o.iter_find(conn_113, o.STUDIES, {"StudyDate": "20050505"}, page_size=3,
                              response_content=["MainDicomTags"]))
@@ -531,11 +535,12 @@ def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(conn
 
 @pytest.mark.v113
 def test_iter_find_gets_a_case_sensitive_lettered_query_by_ids_on_orthanc_1_13(
-        conn_113, count_requests):
+        conn_113, count_requests, upload_study):
     name = _unique()
     for n in range(4):
-        _study(conn_113, PatientName=f"{name}^{n}", StudyDate=f"2001010{n + 1}")
-    _study(conn_113, PatientName=name.lower())
+        upload_study(conn_113, 1, 1, dict(PatientName=f"{name}^{n}",
+                                          StudyDate=f"2001010{n + 1}"))
+    upload_study(conn_113, 1, 1, dict(PatientName=name.lower()))
     query = {"PatientName": name + "*"}
     count_requests.clear()
     found = list(o.iter_find(conn_113, o.STUDIES, query, page_size=3, order_by="-StudyDate"))
