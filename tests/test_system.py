@@ -14,10 +14,8 @@ def _upload_instances(conn, count):
     return [o.upload(conn, h.generate_test_dicom_file(8, 8))[0] for _ in range(count)]
 
 
-def test_get_statistics_counts_the_stored_resources(empty_a):
-    files = h.generate_test_study(series=2, instances=2)
-    for data in files:
-        o.upload(empty_a, data)
+def test_get_statistics_counts_the_stored_resources(empty_a, upload_study):
+    upload_study(empty_a, series=2, instances=2)
     stats = o.get_statistics(empty_a)
     assert (stats["CountPatients"], stats["CountStudies"], stats["CountSeries"],
             stats["CountInstances"]) == (1, 1, 2, 4)
