@@ -21,8 +21,10 @@ import orthanc_fn_helpers as h
 
 @pytest.fixture(scope="module")
 def neuro(make_server):
-    """A 1.10 server with the neuro and GDCM plugins."""
-    return make_server("research", plugins=("libOrthancNeuro.so", "libOrthancGdcm.so"))
+    """A 1.10 server with the neuro plugin. Not GDCM: transcoding JPEG 2000 through Debian's GDCM
+    kills Orthanc 1.10.1 about one try in four (see conftest's ``server_gdcm``), so JPEG 2000
+    decoding is tested on 1.13 (``test_orthanc_113_transcodes_jpeg_2000_for_get_pixels``)."""
+    return make_server("research", plugins=("libOrthancNeuro.so",))
 
 
 @pytest.fixture
@@ -163,12 +165,11 @@ def test_get_pixels_of_an_unknown_instance_is_not_found(conn_a):
         h.get_pixels(conn_a, "no-such-instance")
 
 
-# (a real file, its uncompressed twin or None): RLE and the dose decode in pydicom, JPEG 2000
-# and JPEG-LS need Orthanc (GDCM for JPEG 2000)
+# (a real file, its uncompressed twin or None): RLE and the dose decode in pydicom, JPEG-LS
+# needs Orthanc (DCMTK); JPEG 2000 (GDCM) is tested on 1.13 below
 _REAL = [
     ("MR_small.dcm", "MR_small.dcm"),
     ("MR_small_RLE.dcm", "MR_small.dcm"),
-    ("MR_small_jp2klossless.dcm", "MR_small.dcm"),
     ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),
     ("rtdose_rle.dcm", "rtdose.dcm"),
     ("SC_rgb_rle_2frame.dcm", None),
