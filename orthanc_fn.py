@@ -4389,16 +4389,16 @@ def _sync_send(src, dst, method, target, instances_ids, timeout):
 def _md5_differences(src, dst, instances_ids):
     """``{instance id: reason}`` for instances whose stored files differ on the two servers.
 
-    Instances whose MD5 one server does not keep are not compared.
+    Instances whose MD5 one server does not keep are not compared: Orthanc (1.10.1, 1.12.7,
+    1.13.0) answers 404 without its JSON body when the file's MD5 was not stored
+    (``StoreMD5ForAttachments: false``), and 404 with it for an unknown instance.
     """
     def md5(conn, instance_id):
         try:
             return _get(conn, f"/instances/{_segment(instance_id)}/attachments/dicom/md5",
                         raw=True).decode().strip()
-        except NotFound:
-            return "missing"
-        except HttpError:
-            return None  # this server does not keep MD5s (StoreMD5ForAttachments false)
+        except NotFound as exc:
+            return "missing" if exc.orthanc else None
 
     differences = {}
     for instance_id in instances_ids:

@@ -425,6 +425,16 @@ def test_sync_reports_an_instance_whose_file_differs_on_dst_and_leaves_it(empty_
     assert o.get_file(empty_b, theirs) == before
 
 
+def test_sync_verifies_without_failing_when_dst_keeps_no_md5(empty_a, make_server):
+    """A destination with ``StoreMD5ForAttachments: false`` answers 404 without Orthanc's body
+    for the MD5: nothing to compare, not a difference (it once was reported as one)."""
+    dst = make_server("nomd5", config={"StoreMD5ForAttachments": False}).conn
+    tree = _dataset(empty_a, studies=1, instances=5)
+    report = o.sync(empty_a, dst, method="copy")
+    assert report.failed == [] and sorted(report.copied) == sorted(tree)
+    assert _instances(dst) == _instances(empty_a)
+
+
 def test_sync_without_verify_takes_present_instances_as_they_are(empty_a, empty_b):
     uids = {"StudyInstanceUID": "1.2.3.4.5.7.1", "SeriesInstanceUID": "1.2.3.4.5.7.2",
             "SOPInstanceUID": "1.2.3.4.5.7.3", "PatientID": "SAME-IDS-2"}
