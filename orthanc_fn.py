@@ -2608,24 +2608,53 @@ def _case_matters(body):
         str(value).lower() != str(value).upper() for value in body["Query"].values())
 
 
-def _find_pages(conn, body, page_size):
-    """Yield every answer of ``body``, one /tools/find per ``page_size`` with Limit/Since."""
-    since = 0
-    while True:
-        page = _post(conn, "/tools/find", dict(body, Limit=page_size, Since=since))
-        yield from page
-        if len(page) < page_size:
-            return
-        since += len(page)
+def _find_pages(conn, body, page_size, keep=None):
+    """Yield every answer of ``body``, one /tools/find per ``page_size`` with Limit/Since;
+    with ``keep`` (a set of ids), only the answers whose id is in it.
+
+    Once a first page came back full, two pages are in flight: Orthanc works on the next
+    while this one is read (each 1.13.0 page sorts every match first, and two at once take
+    about 15% less time there). The page asked past the end is cancelled if it has not
+    started, else awaited and left unread, as is the one in flight when the caller closes.
+    """
+    def page(since):
+        return _post(conn, "/tools/find", dict(body, Limit=page_size, Since=since))
+
+    answers, pool, pending, since = page(0), None, [], 0
+    try:
+        while True:
+            yield from (answers if keep is None else
+                        (answer for answer in answers
+                         if (answer if isinstance(answer, str) else answer["ID"]) in keep))
+            if len(answers) < page_size:
+                return
+            since += page_size
+            if pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                pool = ThreadPoolExecutor(2, thread_name_prefix="orthanc_fn-find")
+                pending.append(pool.submit(page, since))
+            pending.append(pool.submit(page, since + page_size))
+            answers = pending.pop(0).result()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _matching_ids(conn, body):
+    """Yield the ids matching ``body``, all from one light request (ids only, in ``body``'s
+    order). The JSON list of Orthanc ids (hex digits and dashes) is read in place: these bytes
+    take half the memory of a list of str (100,000 ids: 4.9 MB instead of 10 MB, plus json's
+    copy)."""
+    light = {key: value for key, value in body.items()
+             if key not in ("ResponseContent", "RequestedTags")}
+    raw = _post(conn, "/tools/find", dict(light, Expand=False), raw=True)
+    return (match.group(1).decode() for match in re.finditer(rb'"([^"]*)"', raw))
 
 
 def _find_by_ids(conn, body, page_size):
     """Yield every answer of ``body``: all the ids in one light request, then expanded
     ``page_size`` at a time with /tools/bulk-content (the same dicts as /tools/find's)."""
-    raw = _post(conn, "/tools/find", dict(body, Expand=False), raw=True)
-    # A JSON list of Orthanc ids (hex digits and dashes) read in place: these bytes take half
-    # the memory of a list of str (100,000 ids: 4.9 MB instead of 10 MB, plus json's copy).
-    ids = (match.group(1).decode() for match in re.finditer(rb'"([^"]*)"', raw))
+    ids = _matching_ids(conn, body)
     if not body["Expand"]:
         yield from ids
         return
@@ -2690,12 +2719,13 @@ def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_si
     extended = "extended_find" in needs or _unsupported(conn, "extended_find") is None
     # bulk-content gives what Expand gives, neither RequestedTags nor a ResponseContent
     lean = "ResponseContent" not in body and not (body["Expand"] and "RequestedTags" in body)
-    if extended and not _case_matters(body):
-        yield from _find_pages(conn, dict(body, CaseSensitive=False), page_size)
+    if extended:
+        # 1.12.5+ refuse Since for a case-sensitive pattern with letters (checked on 1.12.7 and
+        # 1.13.0): its ids, from one light request, then filter the case-insensitive pages
+        keep = set(_matching_ids(conn, body)) if _case_matters(body) else None
+        yield from _find_pages(conn, dict(body, CaseSensitive=False), page_size, keep)
     elif lean:
         yield from _find_by_ids(conn, body, page_size)
-    elif extended:
-        yield from _post(conn, "/tools/find", body)
     else:
         yield from _find_pages(conn, body, page_size)
 

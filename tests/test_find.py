@@ -2,6 +2,7 @@
 import datetime
 import io
 import json
+import time
 import zipfile
 
 import pytest
@@ -23,6 +24,13 @@ def _zip(files):
 
 def _unique():
     return "U" + generate_uid()[-12:]
+
+
+def _pages(requests):
+    """(Since, Limit) of each /tools/find POST recorded by count_requests."""
+    bodies = [json.loads(k["body"]) for m, url, k in requests
+              if m == "POST" and url.endswith("/tools/find")]
+    return [(b.get("Since"), b.get("Limit")) for b in bodies]
 
 
 def _described(upload_study, conn, count):
@@ -303,8 +311,8 @@ def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12_and_newer(
     found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
                              page_size=3, expand=False, case_sensitive=False))
     assert set(found) == expected and len(found) == 4
-    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
-    assert posts == ["tools/find"] * 2
+    # the first page full, the next two at once: the one past the end, if it started
+    assert _pages(count_requests) in ([(0, 3), (3, 3)], [(0, 3), (3, 3), (6, 3)])
 
 
 def test_find_refuses_a_query_that_is_not_a_dict_before_any_request(conn_a, count_requests):
@@ -515,8 +523,8 @@ def test_iter_find_pages_follow_order_by_disjoint_and_complete_with_ties_on_orth
                              order_by=order_by))
     assert sorted(found) == sorted(by_id)  # complete, each once
     assert [by_id[i] for i in found] == sorted(dates, reverse=order_by[0].startswith("-"))
-    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
-    assert posts == ["tools/find"] * 3
+    assert _pages(count_requests)[:3] == [(0, 5), (5, 5), (10, 5)]
+    assert _pages(count_requests)[3:] in ([], [(15, 5)])  # past the end, if it started
 
 
 @pytest.mark.v113
@@ -529,26 +537,64 @@ def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(
                              response_content=["MainDicomTags"]))
     assert {s["ID"] for s in found} == expected and len(found) == 4
     assert all(set(s) == {"ID", "Type", "MainDicomTags", "PatientMainDicomTags"} for s in found)
-    bodies = [json.loads(k["body"]) for m, _, k in count_requests if m == "POST"]
-    assert [(b.get("Since"), b.get("Limit")) for b in bodies] == [(0, 3), (3, 3)]
+    assert _pages(count_requests) in ([(0, 3), (3, 3)], [(0, 3), (3, 3), (6, 3)])
+
+
+def _lettered_studies(conn, upload_study):
+    """Four studies of a new patient name, StudyDate 20010101 to 20010104, and one of the
+    same name in lower case (a case-insensitive match only); return the query of the four."""
+    name = _unique()
+    for n in range(4):
+        upload_study(conn, 1, 1, dict(PatientName=f"{name}^{n}", StudyDate=f"2001010{n + 1}"))
+    upload_study(conn, 1, 1, dict(PatientName=name.lower()))
+    return {"PatientName": name + "*"}
 
 
 @pytest.mark.v113
-def test_iter_find_gets_a_case_sensitive_lettered_query_by_ids_on_orthanc_1_13(
+def test_iter_find_pages_a_case_sensitive_lettered_query_filtered_by_its_ids_on_orthanc_1_13(
         conn_113, count_requests, upload_study):
-    name = _unique()
-    for n in range(4):
-        upload_study(conn_113, 1, 1, dict(PatientName=f"{name}^{n}",
-                                          StudyDate=f"2001010{n + 1}"))
-    upload_study(conn_113, 1, 1, dict(PatientName=name.lower()))
-    query = {"PatientName": name + "*"}
+    """1.13 refuses Since for it: its ids come in one light request, then the case-insensitive
+    pages (a superset: the lower-case study too) are filtered by them."""
+    query = _lettered_studies(conn_113, upload_study)
     count_requests.clear()
     found = list(o.iter_find(conn_113, o.STUDIES, query, page_size=3, order_by="-StudyDate"))
-    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
-    assert posts == ["tools/find", "tools/bulk-content", "tools/bulk-content"]
     assert found == o.find(conn_113, o.STUDIES, query, order_by="-StudyDate")
     assert [s["MainDicomTags"]["StudyDate"] for s in found] == [
         "20010104", "20010103", "20010102", "20010101"]
+    bodies = [json.loads(k["body"]) for m, _, k in count_requests if m == "POST"][:4]
+    assert [(b["Expand"], b["CaseSensitive"], b.get("Since")) for b in bodies][:3] == [
+        (False, True, None), (True, False, 0), (True, False, 3)]  # and 6, if it started
+    assert all(url.endswith("/tools/find") for m, url, _ in count_requests if m == "POST")
+
+
+@pytest.mark.v113
+def test_iter_find_pages_a_case_sensitive_lettered_query_with_response_content_on_1_13(
+        conn_113, upload_study):
+    query = _lettered_studies(conn_113, upload_study)
+    found = list(o.iter_find(conn_113, o.STUDIES, query, page_size=2, expand=False,
+                             response_content=["MainDicomTags"]))
+    assert sorted(s["ID"] for s in found) == sorted(o.find(conn_113, o.STUDIES, query,
+                                                            expand=False))
+    assert all(set(s) == {"ID", "Type", "MainDicomTags", "PatientMainDicomTags"} for s in found)
+    ids = list(o.iter_find(conn_113, o.STUDIES, query, page_size=2, expand=False))
+    assert sorted(ids) == sorted(s["ID"] for s in found)
+
+
+@pytest.mark.v113
+def test_iter_find_closed_early_leaves_no_page_request_running_on_orthanc_1_13(
+        conn_113, count_requests, upload_study):
+    description = _unique()
+    for _ in range(7):
+        upload_study(conn_113, 1, 1, dict(StudyDescription=description))
+    count_requests.clear()
+    pages = o.iter_find(conn_113, o.STUDIES, {"StudyDescription": description}, page_size=2,
+                        case_sensitive=False)
+    assert len([next(pages) for _ in range(3)]) == 3  # into the second page
+    pages.close()  # waits for the page in flight
+    seen = len(count_requests)
+    time.sleep(0.5)
+    assert _pages(count_requests)[:2] == [(0, 2), (2, 2)] and len(count_requests) == seen
+    assert _pages(count_requests)[2:] in ([], [(4, 2)])  # in flight when closed, if started
 
 
 # ---- daily stats on Orthanc >= 1.12.5
