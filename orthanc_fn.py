@@ -81,6 +81,8 @@ __all__ = [
 ]
 
 import datetime
+import functools
+import itertools
 import json
 import logging
 import os
@@ -2608,36 +2610,42 @@ def _case_matters(body):
         str(value).lower() != str(value).upper() for value in body["Query"].values())
 
 
-def _find_pages(conn, body, page_size, keep=None):
-    """Yield every answer of ``body``, one /tools/find per ``page_size`` with Limit/Since;
-    with ``keep`` (a set of ids), only the answers whose id is in it.
-
-    Once a first page came back full, two pages are in flight: Orthanc works on the next
-    while this one is read (each 1.13.0 page sorts every match first, and two at once take
-    about 15% less time there). The page asked past the end is cancelled if it has not
-    started, else awaited and left unread, as is the one in flight when the caller closes.
-    """
-    def page(since):
-        return _post(conn, "/tools/find", dict(body, Limit=page_size, Since=since))
-
-    answers, pool, pending, since = page(0), None, [], 0
+def _two_in_flight(calls):
+    """Yield the answer of each zero-argument call of ``calls``, in order: the first made
+    here, then two at a time in threads, so that Orthanc works on the next ones while this
+    one is read (a listing of one page makes one request and no thread). When the caller
+    stops, a call not yet started is cancelled and those running are awaited, unread."""
+    calls = iter(calls)
+    first = next(calls, None)
+    if first is None:
+        return
+    yield first()
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(2, thread_name_prefix="orthanc_fn-find")
     try:
-        while True:
-            yield from (answers if keep is None else
-                        (answer for answer in answers
-                         if (answer if isinstance(answer, str) else answer["ID"]) in keep))
-            if len(answers) < page_size:
-                return
-            since += page_size
-            if pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-                pool = ThreadPoolExecutor(2, thread_name_prefix="orthanc_fn-find")
-                pending.append(pool.submit(page, since))
-            pending.append(pool.submit(page, since + page_size))
-            answers = pending.pop(0).result()
+        pending = [pool.submit(call) for call in itertools.islice(calls, 2)]
+        while pending:
+            answer = pending.pop(0).result()
+            pending.extend(pool.submit(call) for call in itertools.islice(calls, 1))
+            yield answer
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        pool.shutdown(cancel_futures=True)
+
+
+def _find_pages(conn, body, page_size, keep=None):
+    """Yield every answer of ``body``, one /tools/find per ``page_size`` with Limit/Since,
+    two pages in flight once the first came back full (each 1.13.0 page sorts every match
+    first; two at once take about 15% less time there); with ``keep`` (a set of ids), only
+    the answers whose id is in it. The page asked past the end goes unread."""
+    pages = (functools.partial(_post, conn, "/tools/find", dict(body, Limit=page_size,
+                                                                Since=since))
+             for since in itertools.count(0, page_size))
+    for answers in _two_in_flight(pages):
+        yield from (answers if keep is None else
+                    (answer for answer in answers
+                     if (answer if isinstance(answer, str) else answer["ID"]) in keep))
+        if len(answers) < page_size:
+            return
 
 
 def _matching_ids(conn, body):
@@ -2653,58 +2661,48 @@ def _matching_ids(conn, body):
 
 def _find_by_ids(conn, body, page_size):
     """Yield every answer of ``body``: all the ids in one light request, then expanded
-    ``page_size`` at a time with /tools/bulk-content (the same dicts as /tools/find's)."""
+    ``page_size`` at a time with /tools/bulk-content (the same dicts as /tools/find's), two
+    batches in flight."""
     ids = _matching_ids(conn, body)
     if not body["Expand"]:
         yield from ids
         return
-    batch = []
-    for orthanc_id in ids:
-        batch.append(orthanc_id)
-        if len(batch) == page_size:
-            yield from _expand_ids(conn, batch)
-            batch = []
-    yield from _expand_ids(conn, batch)
+    batches = iter(lambda: list(itertools.islice(ids, page_size)), [])
+    for expanded in _two_in_flight(functools.partial(_expand_ids, conn, batch)
+                                   for batch in batches):
+        yield from expanded
 
 
 def _expand_ids(conn, orthanc_ids):
-    """Expand these ids in this order as /tools/find would; an id deleted meanwhile is left
+    """These ids expanded as /tools/find would, in this order; an id deleted meanwhile is left
     out (bulk-content skips it)."""
-    if not orthanc_ids:
-        return
     expanded = {resource["ID"]: resource
                 for resource in _post(conn, "/tools/bulk-content", {"Resources": orthanc_ids})}
-    for orthanc_id in orthanc_ids:
-        if orthanc_id in expanded:
-            resource = expanded.pop(orthanc_id)
-            resource.pop("Metadata", None)  # bulk-content adds it; /tools/find does not
-            yield resource
+    for resource in expanded.values():
+        resource.pop("Metadata", None)  # bulk-content adds it; /tools/find does not
+    return [expanded[orthanc_id] for orthanc_id in orthanc_ids if orthanc_id in expanded]
 
 
 def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_size: int = 1000,
               **options: Any) -> Iterator[Any]:
     """Yield every match of ``find`` (same options but ``limit`` and ``since``, same dicts,
-    in ``order_by`` order).
-
-    Takes time linear in the number of matches on every version and, but in the last case
-    below, never holds the whole expanded answer, on the server or here:
+    in ``order_by`` order), never holding the whole expanded answer, here or on the server.
 
     - Orthanc >= 1.12.5 (extended find) pages with ``Limit``/``Since``, ``order_by`` kept
-      across pages (ties included: pages are disjoint and complete). Each page costs about
-      55 ms on 1.13.0 before its first result (growing slowly with ``Since``): there
-      ``page_size=3000`` lists 64,000 studies in 1.17x the time of one ``find``, 1,000 in 2.1x.
-      It refuses ``Since`` for a case-sensitive pattern with letters (checked on 1.12.7 and
-      1.13.0); such a query gets its ids in one request, expanded as below (slower there:
-      1.13.0's bulk-content took 0.6 to 1.7 s per 1,000 studies where a find page takes
-      0.1 s; ``case_sensitive=False`` pages). A pattern without cased letters (dates,
-      numbers, UIDs) pages, case-sensitivity changing nothing for it.
+      across pages (ties included: pages are disjoint and complete), two pages in flight.
+      Orthanc sorts every match for each page (a ``ROW_NUMBER()`` window in its lookup): on
+      1.13.0 at 100,000 studies a page costs 65 to 120 ms before its first result, so pages
+      of 1,000 list them in about 1.6x the time of one ``find``, pages of 2,000 in 1.1x
+      (fewer sorts; see the README's Scale section). ``Since`` is refused for a
+      case-sensitive pattern with letters (checked on 1.12.7 and 1.13.0): such a query gets
+      its ids in one light request, then pages case-insensitively (a superset) keeping
+      only those ids. A pattern without cased letters (dates, numbers, UIDs) pages as is.
     - Older servers, or a database without the extended find, re-run the whole lookup for
-      each ``Since`` page (quadratic: 2 s per 1,000 studies at 100,000 on 1.10.1): there the
-      matching ids come in one light request, kept as its bytes, and are expanded
-      ``page_size`` at a time with ``/tools/bulk-content``.
-    - ``requested_tags`` or ``response_content`` cannot go through bulk-content: on an old
-      server that pages with ``Since``, and a case-sensitive lettered query with one of them
-      on 1.12.5+ comes in one request.
+      each ``Since`` page (2 s per 1,000 studies at 100,000 on 1.10.1): there the matching
+      ids come in one light request, kept as its bytes, and are expanded ``page_size`` at a
+      time with ``/tools/bulk-content`` (1.1x one ``find`` at 100,000 on 1.10.1). With
+      ``requested_tags`` or ``response_content``, which bulk-content cannot give, such a
+      server pages with ``Since``.
 
     Resources added or deleted while iterating may shift the pages (deleted between the ids
     and their expansion, they are left out). Orthanc: POST /tools/find,

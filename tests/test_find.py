@@ -145,15 +145,34 @@ def test_find_requested_tags_adds_them_on_orthanc_1_12_and_newer(conn_new, uploa
 
 # ---- iter_find
 
-@pytest.mark.parametrize("count", [0, 1, 3, 4])
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 6, 7, 10])
 def test_iter_find_returns_exactly_every_match_for_n_around_the_page_size(conn_a, count,
                                                                           upload_study):
+    """On 1.10 (ids, then bulk-content batches two in flight), expanded and not."""
     description = _unique()
     expected = {upload_study(conn_a, 1, 1, dict(StudyDescription=description)).id
                 for _ in range(count)}
-    found = list(o.iter_find(conn_a, o.STUDIES, {"StudyDescription": description},
-                             page_size=3, expand=False))
+    query = {"StudyDescription": description}
+    found = list(o.iter_find(conn_a, o.STUDIES, query, page_size=3, expand=False))
     assert len(found) == count and set(found) == expected
+    assert list(o.iter_find(conn_a, o.STUDIES, query, page_size=3)) == o.find(
+        conn_a, o.STUDIES, query)
+
+
+@pytest.mark.parametrize("count", [0, 2, 3, 4, 6, 7, 9, 10])
+def test_iter_find_with_since_pages_returns_every_match_once_for_n_around_page_multiples(
+        conn_new, count, upload_study):
+    """Since pages, two in flight: a last page full, short or empty, each match once, in
+    find's order."""
+    description = _unique()
+    for _ in range(count):
+        upload_study(conn_new, 1, 1, dict(StudyDescription=description))
+    options = dict(case_sensitive=False, requested_tags=["NumberOfStudyRelatedInstances"])
+    found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
+                             page_size=3, **options))
+    assert found == o.find(conn_new, o.STUDIES, {"StudyDescription": description}, **options)
+    assert len({s["ID"] for s in found}) == count
+    assert all(s["RequestedTags"] == {"NumberOfStudyRelatedInstances": "1"} for s in found)
 
 
 def test_iter_find_on_orthanc_1_10_gets_the_ids_once_then_expands_them_a_page_at_a_time(

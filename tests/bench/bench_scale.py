@@ -1,20 +1,30 @@
-"""Scale benchmark: a PostgreSQL cluster of two Orthanc nodes, and a 100,000-study listing.
+"""Scale benchmark: PostgreSQL clusters of two Orthanc nodes, and a 100,000-study listing.
 
 Run by hand (not by pytest):  python tests/bench/bench_scale.py [--studies 100000] [--upload 2000]
-                              [--tiers 1.10 1.13] [--repeat 1] [--server URL USER PASSWORD]
+                              [--tiers 1.10 1.13] [--cluster-tiers 1.10 1.13] [--pg-studies 20000]
+                              [--repeat 1] [--page-size 1000] [--server URL USER PASSWORD]
 
-1. Upload throughput on a cluster of two Orthanc nodes over one PostgreSQL database:
-   ``upload_folder`` to one node vs spread over both nodes (``nodes=``), same run.
+1. Upload throughput on a cluster of two Orthanc nodes over one PostgreSQL database, for each
+   of ``--cluster-tiers`` (1.10: orthanc-postgresql 4.0; 1.13: 5.0): ``upload_folder`` to one
+   node vs spread over both nodes (``nodes=``), same run.
 2. For each Orthanc generation (``--tiers``, default 1.10 and 1.13): one Orthanc (SQLite)
    filled with ``--studies`` studies (one tiny instance each, sent in ZIP batches), then in a
    fresh child process each, side by side on the same server: ``iter_find`` of every study
-   (expanded, pages of ``--page-size``, 1,000), one ``find`` of every study (expanded, one request holding
-   them all) and ``get_all_ids`` of the studies; prints the peak RSS growth of that process
-   (VmHWM over VmRSS before), the time per 1,000 results and the ratio of ``iter_find``'s
-   time to the one-shot ``find``'s (the goal: at most 1.5, with under 20 MB of growth).
-   The ``_cs`` pair lists them again with a case-sensitive ``PatientID`` pattern (on
-   Orthanc >= 1.12.5: ids in one request, expanded with /tools/bulk-content).
-   ``--repeat`` runs each listing that many times and keeps the fastest.
+   (expanded, pages of ``--page-size``, 1,000), one ``find`` of every study (expanded, one
+   request holding them all) and ``get_all_ids`` of the studies; prints the peak RSS growth
+   of that process (VmHWM over VmRSS before), the time per 1,000 results and the ratio of
+   ``iter_find``'s time to the one-shot ``find``'s (the goal: at most 1.5, with under 20 MB
+   of growth). The ``_cs`` pair lists them again with a case-sensitive ``PatientID``
+   pattern (on Orthanc >= 1.12.5: its ids in one request, then case-insensitive pages kept
+   to them). ``--repeat`` runs each listing that many times and keeps the fastest.
+   The 1.13 archive is filled by Orthanc 1.12.7 and then opened by 1.13.0 (the upgrade path):
+   1.13.0's own ingestion slows with the archive's size (every single-resource access scans,
+   30 ms at 100,000 studies; 84 studies/s at 24,000 here), hours for 100,000.
+   Every fill runs with ``StableAge`` 3600: with the rig's 1, 1.12.7 slowed under the stable
+   events of sustained ZIP uploads (785 studies/s held with 3600, without restarts).
+3. ``--pg-studies`` (default 20,000; 0: none): the same listings on Orthanc 1.13.0 over
+   PostgreSQL with orthanc-postgresql 5.0, which has no extended find there (ids and
+   /tools/bulk-content).
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,10 +115,10 @@ def _listing(server, kind, repeat=1, page_size=1000):
     return min(runs, key=lambda figures: figures["seconds"])
 
 
-def bench_cluster(count):
+def bench_cluster(count, tier=None):
     import postgres_rig
     postgres = postgres_rig.Postgres().start()
-    nodes = [postgres_rig.cluster_node(n, postgres) for n in ("n1", "n2")]
+    nodes = [postgres_rig.cluster_node(n, postgres, tier=tier) for n in ("n1", "n2")]
     rows = []
     try:
         for node in nodes:
@@ -131,21 +142,54 @@ def bench_cluster(count):
     return rows
 
 
+# The generation that fills an archive listed by another (see the docstring).
+_FILLED_BY = {"1.13": "1.12"}
+_FILL_CONFIG = {"StableAge": 3600}
+
+
+def _fill(server, studies):
+    """Send ``studies`` one-instance studies to ``server``; return the seconds it took."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:  # Orthanc ingests two ZIPs at once
+        for _ in pool.map(lambda data: o.upload(server.conn, data, timeout=600),
+                          _study_zips(studies)):
+            pass
+    assert o.get_statistics(server.conn)["CountStudies"] == studies
+    return time.perf_counter() - start
+
+
 def bench_listing(studies, tier, repeat=1, kinds=_KINDS, page_size=1000):
-    server = orthanc_rig.Server("scale", tier=tier).start()
+    filled_by = _FILLED_BY.get(tier, tier)
+    server = orthanc_rig.Server("scale", tier=tier)
+    filler = orthanc_rig.Server("scale-fill", tier=filled_by, config=_FILL_CONFIG).start()
     try:
+        fill = _fill(filler, studies)
+        filler.stop()
+        os.rmdir(server.dir)  # the filled folder becomes the listing server's
+        shutil.move(filler.dir, server.dir)
+        server.start(timeout=600)
         version = o.get_system(server.conn)["Version"]
-        start = time.perf_counter()
-        with ThreadPoolExecutor(2) as pool:  # Orthanc ingests two ZIPs at once
-            for _ in pool.map(lambda data: o.upload(server.conn, data, timeout=600),
-                              _study_zips(studies)):
-                pass
-        fill = time.perf_counter() - start
-        assert o.get_statistics(server.conn)["CountStudies"] == studies
+        return version, (filled_by, fill), {kind: _listing(server, kind, repeat, page_size)
+                                            for kind in kinds}
+    finally:
+        server.remove()
+        filler.remove()
+
+
+def bench_postgres_listing(studies, repeat=1, kinds=_KINDS, page_size=1000):
+    import postgres_rig
+    postgres = postgres_rig.Postgres().start()
+    server = postgres_rig.cluster_node("scale-pg", postgres, tier="1.13")
+    server.config.update(_FILL_CONFIG)
+    try:
+        server.start()
+        fill = _fill(server, studies)
+        version = o.get_system(server.conn)["Version"]
         return version, fill, {kind: _listing(server, kind, repeat, page_size)
                                for kind in kinds}
     finally:
         server.remove()
+        postgres.stop()
 
 
 class _Existing:
@@ -174,6 +218,10 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1, help="runs of each listing (fastest)")
     parser.add_argument("--tiers", nargs="+", default=["1.10", "1.13"],
                         help="Orthanc generations to list on (see tests/rig/orthanc_rig.py)")
+    parser.add_argument("--cluster-tiers", nargs="+", default=["1.10", "1.13"],
+                        help="Orthanc generations of the upload cluster")
+    parser.add_argument("--pg-studies", type=int, default=20_000,
+                        help="studies listed on 1.13 over PostgreSQL (0: none)")
     parser.add_argument("--page-size", type=int, default=1000, help="of iter_find")
     parser.add_argument("--kinds", nargs="+", default=list(_KINDS), choices=_KINDS,
                         help="listings to run (default: all)")
@@ -181,16 +229,24 @@ def main(argv=None):
                         help="list on this already filled server instead (no --tiers)")
     args = parser.parse_args(argv)
     print(f"Orthanc {orthanc_rig.host_version()}, {os.cpu_count()} cores")
-    if args.upload:
-        rows = bench_cluster(args.upload)
-        print(f"\nUpload of {args.upload} instances (64x64, 8 workers), PostgreSQL cluster:")
+    for tier in args.cluster_tiers if args.upload else []:
+        rows = bench_cluster(args.upload, tier)
+        print(f"\nUpload of {args.upload} instances (64x64, 8 workers), PostgreSQL cluster "
+              f"of Orthanc {tier}:")
         for label, rate in rows:
             print(f"  {label:10s} {rate:8.0f} instances/s   ratio {rate / rows[0][1]:.2f}")
     for tier in [] if args.server else args.tiers:
-        version, fill, listing = bench_listing(args.studies, tier, args.repeat, args.kinds,
-                                               args.page_size)
-        print(f"\nOrthanc {version}: {args.studies} studies filled in {fill:.0f} s "
-              f"({args.studies / fill:.0f} studies/s)")
+        version, (filled_by, fill), listing = bench_listing(
+            args.studies, tier, args.repeat, args.kinds, args.page_size)
+        print(f"\nOrthanc {version} (SQLite): {args.studies} studies filled by Orthanc "
+              f"{filled_by} in {fill:.0f} s ({args.studies / fill:.0f} studies/s)")
+        _print_listing(listing)
+    if args.pg_studies and not args.server:
+        version, fill, listing = bench_postgres_listing(args.pg_studies, args.repeat,
+                                                        args.kinds, args.page_size)
+        print(f"\nOrthanc {version} over PostgreSQL (orthanc-postgresql 5.0, no extended "
+              f"find): {args.pg_studies} studies filled in {fill:.0f} s "
+              f"({args.pg_studies / fill:.0f} studies/s)")
         _print_listing(listing)
     if args.server:
         server = _Existing(*args.server)
