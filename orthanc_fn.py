@@ -2635,35 +2635,35 @@ def _two_in_flight(calls):
 def _find_pages(conn, body, page_size, keep=None):
     """Yield every answer of ``body``, one /tools/find per ``page_size`` with Limit/Since,
     two pages in flight once the first came back full (each 1.13.0 page sorts every match
-    first; two at once take about 15% less time there); with ``keep`` (a set of ids), only
-    the answers whose id is in it. The page asked past the end goes unread."""
+    first; two at once take about 15% less time there); with ``keep`` (a set of ids as
+    bytes), only the answers whose id is in it. The page asked past the end goes unread."""
     pages = (functools.partial(_post, conn, "/tools/find", dict(body, Limit=page_size,
                                                                 Since=since))
              for since in itertools.count(0, page_size))
     for answers in _two_in_flight(pages):
         yield from (answers if keep is None else
                     (answer for answer in answers
-                     if (answer if isinstance(answer, str) else answer["ID"]) in keep))
+                     if (answer if isinstance(answer, str) else answer["ID"]).encode() in keep))
         if len(answers) < page_size:
             return
 
 
 def _matching_ids(conn, body):
-    """Yield the ids matching ``body``, all from one light request (ids only, in ``body``'s
-    order). The JSON list of Orthanc ids (hex digits and dashes) is read in place: these bytes
-    take half the memory of a list of str (100,000 ids: 4.9 MB instead of 10 MB, plus json's
-    copy)."""
+    """Yield the ids matching ``body`` as bytes, all from one light request (ids only, in
+    ``body``'s order). The JSON list of Orthanc ids (hex digits and dashes) is read in place:
+    these bytes take half the memory of a list of str (100,000 ids: 4.9 MB instead of 10 MB,
+    plus json's copy), and a set of them 1.6 MB less than one of str."""
     light = {key: value for key, value in body.items()
              if key not in ("ResponseContent", "RequestedTags")}
     raw = _post(conn, "/tools/find", dict(light, Expand=False), raw=True)
-    return (match.group(1).decode() for match in re.finditer(rb'"([^"]*)"', raw))
+    return (match.group(1) for match in re.finditer(rb'"([^"]*)"', raw))
 
 
 def _find_by_ids(conn, body, page_size):
     """Yield every answer of ``body``: all the ids in one light request, then expanded
     ``page_size`` at a time with /tools/bulk-content (the same dicts as /tools/find's), two
     batches in flight."""
-    ids = _matching_ids(conn, body)
+    ids = (orthanc_id.decode() for orthanc_id in _matching_ids(conn, body))
     if not body["Expand"]:
         yield from ids
         return
