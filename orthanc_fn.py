@@ -2612,9 +2612,9 @@ def _case_matters(body):
 
 def _two_in_flight(calls):
     """Yield the answer of each zero-argument call of ``calls``, in order: the first made
-    here, then two at a time in threads, so that Orthanc works on the next ones while this
-    one is read (a listing of one page makes one request and no thread). When the caller
-    stops, a call not yet started is cancelled and those running are awaited, unread."""
+    here (a listing of one page makes one request and no thread), then in threads, two
+    running while the caller waits and the next one while it reads an answer. When the
+    caller stops, the call in flight is awaited (or cancelled if not started), unread."""
     calls = iter(calls)
     first = next(calls, None)
     if first is None:
@@ -2625,9 +2625,8 @@ def _two_in_flight(calls):
     try:
         pending = [pool.submit(call) for call in itertools.islice(calls, 2)]
         while pending:
-            answer = pending.pop(0).result()
+            yield pending.pop(0).result()
             pending.extend(pool.submit(call) for call in itertools.islice(calls, 1))
-            yield answer
     finally:
         pool.shutdown(cancel_futures=True)
 
