@@ -2648,12 +2648,13 @@ def _find_pages(conn, body, page_size, keep=None):
 
 
 def _matching_ids(conn, body):
-    """Yield the ids matching ``body`` as bytes, all from one light request (ids only, in
-    ``body``'s order). The JSON list of Orthanc ids (hex digits and dashes) is read in place:
-    these bytes take half the memory of a list of str (100,000 ids: 4.9 MB instead of 10 MB,
-    plus json's copy), and a set of them 1.6 MB less than one of str."""
+    """Yield the ids matching ``body`` as bytes, all from one light request (ids only, in the
+    server's own order: no ``OrderBy`` to sort by). The JSON list of Orthanc ids (hex digits
+    and dashes) is read in place: these bytes take half the memory of a list of str (100,000
+    ids: 4.9 MB instead of 10 MB, plus json's copy), and a set of them 1.6 MB less than one
+    of str."""
     light = {key: value for key, value in body.items()
-             if key not in ("ResponseContent", "RequestedTags")}
+             if key not in ("ResponseContent", "RequestedTags", "OrderBy")}
     raw = _post(conn, "/tools/find", dict(light, Expand=False), raw=True)
     return (match.group(1) for match in re.finditer(rb'"([^"]*)"', raw))
 

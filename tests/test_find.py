@@ -312,13 +312,19 @@ def test_iter_find_pages_completely_on_orthanc_1_12_and_newer_too(conn_new, uplo
     assert len(found) == 7 and set(found) == expected
 
 
-def test_daily_stats_agree_on_orthanc_1_12_and_newer(conn_new):
+def _assert_daily_stats_agree(conn):
+    """Store a 2 x 2 study of 2001-03-01 and a 1 x 1 of 2001-03-03 on ``conn``, which holds
+    nothing else of those days; its daily stats at each level must count them."""
     for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
                   h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
-        o.upload(conn_new, _zip(files))
+        o.upload(conn, _zip(files))
     for level, counts in ((o.STUDIES, (1, 0, 1)), (o.SERIES, (2, 0, 1)),
                           (o.INSTANCES, (4, 0, 1))):
-        assert o.get_daily_stats(conn_new, level, "2001-03-01", "2001-03-03") == _days(*counts)
+        assert o.get_daily_stats(conn, level, "2001-03-01", "2001-03-03") == _days(*counts)
+
+
+def test_daily_stats_agree_on_orthanc_1_12_and_newer(conn_new):
+    _assert_daily_stats_agree(conn_new)
 
 
 def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12_and_newer(
@@ -635,11 +641,5 @@ def test_daily_stats_take_one_light_request_at_every_level_on_orthanc_1_13(
 
 @pytest.mark.v113
 def test_daily_stats_agree_where_the_database_lacks_extended_find(server_113_pg5):
-    conn = server_113_pg5.conn
-    o.delete_all_content(conn)
-    for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
-                  h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
-        o.upload(conn, _zip(files))
-    for level, counts in ((o.STUDIES, (1, 0, 1)), (o.SERIES, (2, 0, 1)),
-                          (o.INSTANCES, (4, 0, 1))):
-        assert o.get_daily_stats(conn, level, "2001-03-01", "2001-03-03") == _days(*counts)
+    o.delete_all_content(server_113_pg5.conn)
+    _assert_daily_stats_agree(server_113_pg5.conn)

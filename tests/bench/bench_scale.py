@@ -115,6 +115,12 @@ def _listing(server, kind, repeat=1, page_size=1000):
     return min(runs, key=lambda figures: figures["seconds"])
 
 
+def _listings(server, kinds, repeat, page_size):
+    """Orthanc's version on ``server`` and the figures of each listing of ``kinds``."""
+    return o.get_system(server.conn)["Version"], {
+        kind: _listing(server, kind, repeat, page_size) for kind in kinds}
+
+
 def bench_cluster(count, tier=None):
     import postgres_rig
     postgres = postgres_rig.Postgres().start()
@@ -168,9 +174,8 @@ def bench_listing(studies, tier, repeat=1, kinds=_KINDS, page_size=1000):
         os.rmdir(server.dir)  # the filled folder becomes the listing server's
         shutil.move(filler.dir, server.dir)
         server.start(timeout=600)
-        version = o.get_system(server.conn)["Version"]
-        return version, (filled_by, fill), {kind: _listing(server, kind, repeat, page_size)
-                                            for kind in kinds}
+        version, listing = _listings(server, kinds, repeat, page_size)
+        return version, (filled_by, fill), listing
     finally:
         server.remove()
         filler.remove()
@@ -184,9 +189,8 @@ def bench_postgres_listing(studies, repeat=1, kinds=_KINDS, page_size=1000):
     try:
         server.start()
         fill = _fill(server, studies)
-        version = o.get_system(server.conn)["Version"]
-        return version, fill, {kind: _listing(server, kind, repeat, page_size)
-                               for kind in kinds}
+        version, listing = _listings(server, kinds, repeat, page_size)
+        return version, fill, listing
     finally:
         server.remove()
         postgres.stop()
@@ -250,11 +254,10 @@ def main(argv=None):
         _print_listing(listing)
     if args.server:
         server = _Existing(*args.server)
-        system = o.get_system(server.conn)
-        print(f"\nOrthanc {system['Version']} at {server.url}, already filled: "
-              f"{o.get_statistics(server.conn)['CountStudies']} studies")
-        _print_listing({kind: _listing(server, kind, args.repeat, args.page_size)
-                        for kind in args.kinds})
+        studies = o.get_statistics(server.conn)["CountStudies"]
+        version, listing = _listings(server, args.kinds, args.repeat, args.page_size)
+        print(f"\nOrthanc {version} at {server.url}, already filled: {studies} studies")
+        _print_listing(listing)
     return 0
 
 
