@@ -5,6 +5,7 @@ import json
 import time
 import zipfile
 
+import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
@@ -26,11 +27,20 @@ def _unique():
     return "U" + generate_uid()[-12:]
 
 
+def _finds(requests):
+    """The body of each /tools/find POST recorded by count_requests."""
+    return [json.loads(k["body"]) for m, url, k in requests
+            if m == "POST" and url.endswith("/tools/find")]
+
+
 def _pages(requests):
     """(Since, Limit) of each /tools/find POST recorded by count_requests."""
-    bodies = [json.loads(k["body"]) for m, url, k in requests
-              if m == "POST" and url.endswith("/tools/find")]
-    return [(b.get("Since"), b.get("Limit")) for b in bodies]
+    return [(b.get("Since"), b.get("Limit")) for b in _finds(requests)]
+
+
+def _lists(requests, tag="StudyInstanceUID"):
+    """How many identifiers each /tools/find after the first (the light one) listed."""
+    return [len(b["Query"][tag].split("\\")) for b in _finds(requests)[1:]]
 
 
 def _described(upload_study, conn, count):
@@ -327,17 +337,16 @@ def test_daily_stats_agree_on_orthanc_1_12_and_newer(conn_new):
     _assert_daily_stats_agree(conn_new)
 
 
-def test_iter_find_pages_a_case_insensitive_query_on_orthanc_1_12_and_newer(
+def test_iter_find_of_ids_on_orthanc_1_12_and_newer_is_one_request_in_the_order_asked(
         conn_new, count_requests, upload_study):
-    description = _unique()
-    expected = {upload_study(conn_new, 1, 1, dict(StudyDescription=description)).id
-                for _ in range(4)}
+    by_id = _dated_studies(upload_study, conn_new, ["20040404", "20010101", "20030303"] * 2,
+                           StudyDescription="Same")
     count_requests.clear()
-    found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
-                             page_size=3, expand=False, case_sensitive=False))
-    assert set(found) == expected and len(found) == 4
-    # the first page full, the next two at once: the one past the end, if it started
-    assert _pages(count_requests) in ([(0, 3), (3, 3)], [(0, 3), (3, 3), (6, 3)])
+    found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": "same"}, page_size=2,
+                             expand=False, case_sensitive=False, order_by="-StudyDate"))
+    assert sorted(found) == sorted(by_id)
+    assert [by_id[i] for i in found] == ["20040404"] * 2 + ["20030303"] * 2 + ["20010101"] * 2
+    assert _pages(count_requests) == [(None, None)]
 
 
 def test_find_refuses_a_query_that_is_not_a_dict_before_any_request(conn_a, count_requests):
@@ -541,19 +550,25 @@ def test_count_sends_one_count_request_or_one_find_when_case_matters_on_orthanc_
 @pytest.mark.parametrize("order_by", [["StudyDate"], ["-StudyDate"]])
 def test_iter_find_pages_follow_order_by_disjoint_and_complete_with_ties_on_orthanc_1_13(
         conn_113, count_requests, order_by, upload_study):
+    """The order comes from the light request (ids and identifiers, sorted); each page is
+    a list of identifiers, unsorted, put back in that order."""
     dates = ["20010101", "20010202", "20010303"] * 4  # each date four times: ties
     by_id = _dated_studies(upload_study, conn_113, dates)
     count_requests.clear()
-    found = list(o.iter_find(conn_113, o.STUDIES, {}, page_size=5, expand=False,
-                             order_by=order_by))
+    found = [s["ID"] for s in o.iter_find(conn_113, o.STUDIES, {}, page_size=5,
+                                          order_by=order_by)]
     assert sorted(found) == sorted(by_id)  # complete, each once
     assert [by_id[i] for i in found] == sorted(dates, reverse=order_by[0].startswith("-"))
-    assert _pages(count_requests)[:3] == [(0, 5), (5, 5), (10, 5)]
-    assert _pages(count_requests)[3:] in ([], [(15, 5)])  # past the end, if it started
+    light, *pages = _finds(count_requests)
+    assert light["OrderBy"] == o._order_by(order_by) and light["Expand"] is False
+    assert light["ResponseContent"] == ["RequestedTags"]
+    assert light["RequestedTags"] == ["StudyInstanceUID"]
+    assert _lists(count_requests) == [5, 5, 2]
+    assert not any("OrderBy" in page or "Since" in page for page in pages)
 
 
 @pytest.mark.v113
-def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(
+def test_iter_find_with_response_content_pages_by_identifier_lists_on_orthanc_1_13(
         conn_113, count_requests, upload_study):
     expected = set(_dated_studies(upload_study, conn_113, ["20050505"] * 4))
     upload_study(conn_113, 1, 1, dict(StudyDate="20060606"))
@@ -562,7 +577,11 @@ def test_iter_find_pages_a_query_without_letters_with_since_on_orthanc_1_13(
                              response_content=["MainDicomTags"]))
     assert {s["ID"] for s in found} == expected and len(found) == 4
     assert all(set(s) == {"ID", "Type", "MainDicomTags", "PatientMainDicomTags"} for s in found)
-    assert _pages(count_requests) in ([(0, 3), (3, 3)], [(0, 3), (3, 3), (6, 3)])
+    light, *pages = _finds(count_requests)
+    assert light["Query"] == {"StudyDate": "20050505"} and _lists(count_requests) == [3, 1]
+    # the pages' ids are known to match: each asks for its identifiers alone
+    assert [(set(page["Query"]), page["ResponseContent"]) for page in pages] == [
+        ({"StudyInstanceUID"}, ["MainDicomTags"])] * 2
 
 
 def _lettered_studies(conn, upload_study):
@@ -576,19 +595,20 @@ def _lettered_studies(conn, upload_study):
 
 
 @pytest.mark.v113
-def test_iter_find_pages_a_case_sensitive_lettered_query_filtered_by_its_ids_on_orthanc_1_13(
+def test_iter_find_pages_a_case_sensitive_lettered_query_by_identifier_lists_on_orthanc_1_13(
         conn_113, count_requests, upload_study):
-    """1.13 refuses Since for it: its ids come in one light request, then the case-insensitive
-    pages (a superset: the lower-case study too) are filtered by them."""
+    """1.13 refuses Since for it; the light request is case-sensitive (not the lower-case
+    study) and needs no Since, nor do the pages."""
     query = _lettered_studies(conn_113, upload_study)
     count_requests.clear()
     found = list(o.iter_find(conn_113, o.STUDIES, query, page_size=3, order_by="-StudyDate"))
+    bodies, lists = _finds(count_requests), _lists(count_requests)
+    assert [(b["Expand"], b["CaseSensitive"], b.get("Since")) for b in bodies] == [
+        (False, True, None), (True, True, None), (True, True, None)]
+    assert lists == [3, 1]
     assert found == o.find(conn_113, o.STUDIES, query, order_by="-StudyDate")
     assert [s["MainDicomTags"]["StudyDate"] for s in found] == [
         "20010104", "20010103", "20010102", "20010101"]
-    bodies = [json.loads(k["body"]) for m, _, k in count_requests if m == "POST"][:4]
-    assert [(b["Expand"], b["CaseSensitive"], b.get("Since")) for b in bodies][:3] == [
-        (False, True, None), (True, False, 0), (True, False, 3)]  # and 6, if it started
     assert all(url.endswith("/tools/find") for m, url, _ in count_requests if m == "POST")
 
 
@@ -618,8 +638,88 @@ def test_iter_find_closed_early_leaves_no_page_request_running_on_orthanc_1_13(
     pages.close()  # waits for the page in flight
     seen = len(count_requests)
     time.sleep(0.5)
-    assert _pages(count_requests)[:2] == [(0, 2), (2, 2)] and len(count_requests) == seen
-    assert _pages(count_requests)[2:] in ([], [(4, 2)])  # in flight when closed, if started
+    assert len(count_requests) == seen
+    assert _lists(count_requests) in ([2, 2], [2, 2, 2])  # the third in flight, if started
+
+
+@pytest.mark.v113
+@pytest.mark.parametrize("level", o.LEVELS)
+def test_iter_find_equals_find_at_every_level_by_identifier_lists_on_orthanc_1_13(
+        conn_113, count_requests, level):
+    """Each level lists by its own identifier: PatientID (wildcards taken literally in a
+    list, letters outside ASCII), StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID."""
+    name = _unique()
+    for n, patient_id in enumerate(["A*1", "A?2", "Z\u00dc\u00ef3"]):
+        o.upload(conn_113, _zip(h.generate_test_study(2, 2, {
+            "PatientName": f"{name}^{n}", "PatientID": patient_id})))
+    query = {"PatientName": name + "*"}
+    count_requests.clear()
+    found = list(o.iter_find(conn_113, level, query, page_size=2))
+    lists = _lists(count_requests, o._LEVEL_UID[level])
+    assert found == o.find(conn_113, level, query)
+    assert len(found) == {o.PATIENTS: 3, o.STUDIES: 3, o.SERIES: 6, o.INSTANCES: 12}[level]
+    assert sum(lists) == len(found) and max(lists) == 2
+
+
+def _without_patient_id(data):
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    del dataset.PatientID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.v113
+def test_iter_find_of_patients_pages_with_since_when_one_has_no_patient_id_on_orthanc_1_13(
+        conn_113, count_requests):
+    """No list can name an empty PatientID: the listing pages with Since instead, and a
+    case-sensitive lettered query (Since refused) keeps to its ids among the pages of the
+    case-insensitive one (the lower-case patient too)."""
+    name = _unique()
+    files = [h.generate_test_dicom_file(4, 4, {"PatientName": f"{name}^{n}",
+                                               "PatientID": f"{name}-{n}"}) for n in range(3)]
+    files.append(_without_patient_id(h.generate_test_dicom_file(4, 4, {
+        "PatientName": f"{name}^X"})))
+    files.append(h.generate_test_dicom_file(4, 4, {"PatientName": name.lower(),
+                                                   "PatientID": "lower"}))
+    o.upload(conn_113, _zip(files))
+    query = {"PatientName": name + "*"}
+    count_requests.clear()
+    found = list(o.iter_find(conn_113, o.PATIENTS, query, page_size=2))
+    pages = _pages(count_requests)
+    expected = o.find(conn_113, o.PATIENTS, query)
+    assert len(expected) == 4 and None in [p["MainDicomTags"].get("PatientID") for p in found]
+    assert sorted(found, key=lambda p: p["ID"]) == sorted(expected, key=lambda p: p["ID"])
+    # the identifiers (given up), the ids, then pages of the five case-insensitive matches
+    assert pages[:5] == [(None, None), (None, None), (0, 2), (2, 2), (4, 2)]
+    assert pages[5:] in ([], [(6, 2)])  # past the end, if it started
+
+
+@pytest.mark.v113
+def test_iter_find_lists_each_study_of_a_uid_shared_by_two_patients_once_on_orthanc_1_13(
+        conn_113, upload_study):
+    """A list of StudyInstanceUIDs finds both studies of one: each page keeps its own."""
+    uid, patient_id = generate_uid(), _unique()
+    first = upload_study(conn_113, 1, 1, dict(StudyInstanceUID=uid, PatientID=_unique(),
+                                              StudyDescription="TWIN")).id
+    second = upload_study(conn_113, 1, 1, dict(StudyInstanceUID=uid, PatientID=patient_id,
+                                               StudyDescription="TWIN")).id
+    assert [s["ID"] for s in o.iter_find(conn_113, o.STUDIES, {"PatientID": patient_id})] == [
+        second]
+    both = [s["ID"] for s in o.iter_find(conn_113, o.STUDIES, {"StudyDescription": "TWIN"},
+                                         page_size=1)]
+    assert sorted(both) == sorted([first, second])
+
+
+@pytest.mark.v113
+def test_iter_find_leaves_out_a_study_deleted_between_the_light_request_and_its_page_on_1_13(
+        conn_113, upload_study):
+    by_id = _dated_studies(upload_study, conn_113, [f"200{n}0101" for n in range(1, 6)])
+    ordered = sorted(by_id, key=by_id.get)
+    pages = o.iter_find(conn_113, o.STUDIES, {}, page_size=1, order_by="StudyDate")
+    first = next(pages)  # the light request and the first page: nothing else yet
+    o.delete(conn_113, o.STUDIES, ordered[3])
+    assert [first["ID"]] + [s["ID"] for s in pages] == ordered[:3] + ordered[4:]
 
 
 # ---- daily stats on Orthanc >= 1.12.5

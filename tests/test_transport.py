@@ -200,6 +200,38 @@ def test_a_2xx_answer_that_is_not_json_raises_unexpected_answer_showing_its_firs
     assert info.value.data.startswith(b"<!DOCTYPE html>")
 
 
+def _streamed_items(conn, body, size=1 << 20):
+    """The items ``_json_items`` reads from a streamed /tools/find answer, chunks of ``size``."""
+    response = o._post(conn, "/tools/find", body, stream=True)
+    try:
+        return list(o._json_items(response, "POST", conn.url + "/tools/find", size))
+    finally:
+        response.release_conn()
+
+
+def test_a_streamed_json_list_is_read_whole_wherever_the_chunks_cut_it(empty_a, upload_study):
+    """Chunks of one byte cut every string, number and UTF-8 letter (a name outside ASCII)."""
+    for name in ("Zo\u00eb^\u00c9lodie", "Plain^Name"):
+        upload_study(empty_a, 1, 1, {"PatientName": name})
+    body = {"Level": "Study", "Query": {}, "Expand": True}
+    expected = o._post(empty_a, "/tools/find", body)
+    assert len(expected) == 2
+    for size in (1, 2, 3, 7, 64, 1 << 20):
+        assert _streamed_items(empty_a, body, size) == expected
+    assert _streamed_items(empty_a, dict(body, Query={"PatientName": "NOBODY"})) == []
+
+
+@pytest.mark.parametrize("answer", [
+    LOGIN_PAGE, (200, {"Content-Type": "application/json"}, b'[{"ID": "a"}, {"ID"'),
+    (200, {"Content-Type": "application/json"}, b'{"ID": "a"}')])
+def test_a_streamed_answer_that_is_no_whole_json_list_raises_unexpected_answer(
+        proxy_standin, answer):
+    proxy_standin.answer = answer
+    with pytest.raises(o.UnexpectedAnswer) as info:
+        _streamed_items(proxy_standin.conn, {})
+    assert "not a whole JSON list" in str(info.value) and info.value.status == 200
+    assert info.value.data and answer[2].endswith(info.value.data)  # where it went wrong
+
 def test_orthancs_own_text_answers_are_returned_as_str(conn_a):
     uid = o._get(conn_a, "/tools/generate-uid", {"level": "study"})
     assert isinstance(uid, str) and uid.startswith("1.2.")
