@@ -313,13 +313,14 @@ def test_print_daily_stats_prints_one_line_per_day_with_iso_dates(dated, capsys)
     assert capsys.readouterr().out == "2001-03-01  5\n2001-03-02  0\n2001-03-03  1\n"
 
 
-def test_iter_find_pages_completely_on_orthanc_1_12_and_newer_too(conn_new, upload_study):
-    description = _unique()
-    expected = {upload_study(conn_new, 1, 1, dict(StudyDescription=description)).id
-                for _ in range(7)}
-    found = list(o.iter_find(conn_new, o.STUDIES, {"StudyDescription": description},
-                             page_size=3, expand=False))
-    assert len(found) == 7 and set(found) == expected
+def test_iter_find_pages_completely_by_identifier_lists_on_orthanc_1_12_and_newer_too(
+        conn_new, count_requests, upload_study):
+    query, expected = _described(upload_study, conn_new, 7)
+    count_requests.clear()
+    found = list(o.iter_find(conn_new, o.STUDIES, query, page_size=3))
+    assert _lists(count_requests) == [3, 3, 1]
+    assert sorted(s["ID"] for s in found) == sorted(expected)
+    assert found == o.find(conn_new, o.STUDIES, query)
 
 
 def _assert_daily_stats_agree(conn):
