@@ -2801,7 +2801,7 @@ def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_si
       SeriesInstanceUID or SOPInstanceUID) of each match, read as it streams and kept
       compact (about 9 MB per 100,000 studies); then each page is one /tools/find of a list
       of at most ``page_size`` (and 50) identifiers, two in flight, put back in that order:
-      100,000 studies in 1.1x the time of one ``find`` on 1.13.0 (the README's Scale
+      100,000 studies in 1.0x to 1.1x the time of one ``find`` on 1.13.0 (the README's Scale
       section). Without expansion (``expand=False``, no ``response_content``) the light
       request of ids is the whole answer. A patient without PatientID has no place in a
       list: such a listing pages with ``Since`` (a case-sensitive lettered one keeps to its
