@@ -656,10 +656,6 @@ def _read_all(response, method, url):
     return b"".join(_body_chunks(response, method, url))
 
 
-_JSON_GAP = re.compile(r"[\s,]*")  # what comes before an item of a JSON list (not checked)
-_JSON_NEXT = re.compile(r"\s*[,\]]")  # what shows an item has ended
-
-
 def _json_items(response, method, url, size=1 << 20):
     """Yield the items of the JSON list a streamed answer holds, each once it has come whole:
     never more of the text at once than one chunk of ``size`` bytes and one item (Orthanc's
@@ -667,23 +663,25 @@ def _json_items(response, method, url, size=1 << 20):
     an answer that is not such a list raises ``UnexpectedAnswer``."""
     decode = json.JSONDecoder().raw_decode
     utf8 = codecs.getincrementaldecoder("utf-8")()
+    gap = re.compile(r"[\s,]*")  # what comes before an item (separators are not checked)
+    ended = re.compile(r"\s*[,\]]")  # what shows an item has ended
     text, at, opened = "", 0, False
     for chunk in itertools.chain(_body_chunks(response, method, url, size), [None]):
         text = text[at:] + utf8.decode(chunk or b"", final=chunk is None)
-        at = _JSON_GAP.match(text).end()
+        at = gap.match(text).end()
         if not opened and at < len(text):
             if text[at] != "[":
                 break
             opened, at = True, at + 1
         while opened:
-            start = _JSON_GAP.match(text, at).end()
+            start = gap.match(text, at).end()
             if text.startswith("]", start):
                 return
             try:
                 item, end = decode(text, start)
             except ValueError:
                 break  # the chunk's end cut it (at the very end: the list is cut)
-            if chunk is not None and not _JSON_NEXT.match(text, end):
+            if chunk is not None and not ended.match(text, end):
                 break  # a number may go on in the next chunk ("45" of "4500.0")
             at = end
             yield item
