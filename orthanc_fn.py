@@ -2708,14 +2708,13 @@ def _matching_ids(conn, body):
 _IDENTIFIERS_PER_FIND = 50
 
 
-def _identified_batches(conn, body, size):
+def _identified_batches(conn, body, tag, size):
     """The matches of ``body`` in its order, as batches of at most ``size``: each a pair of
-    str, their Orthanc ids joined by commas and their DICOM identifiers (``_LEVEL_UID``)
-    joined by backslashes, a list /tools/find matches exactly. One light request, read as it
-    comes: 100,000 studies hold about 9 MB here, not the 21 MB of its JSON. None as soon as
-    an identifier has no place in a list (empty, as a patient's without PatientID, or
-    holding a backslash)."""
-    tag = _LEVEL_UID[_level(body["Level"])]
+    str, their Orthanc ids joined by commas and their DICOM identifiers (``tag``, the
+    level's ``_LEVEL_UID``) joined by backslashes, a list /tools/find matches exactly. One
+    light request, read as it comes: 100,000 studies hold about 9 MB here, not the 21 MB of
+    its JSON. None as soon as an identifier has no place in a list (empty, as a patient's
+    without PatientID, or holding a backslash)."""
     url = conn.url + "/tools/find"
     response = _post(conn, "/tools/find", _light(body, ResponseContent=["RequestedTags"],
                                                  RequestedTags=[tag]),
@@ -2740,14 +2739,13 @@ def _identified_batches(conn, body, size):
     return batches + [(",".join(ids), "\\".join(values))] if ids else batches
 
 
-def _find_identified(conn, body, batches):
-    """Yield every answer of ``body`` for these batches (``_identified_batches``), in their
-    order, two in flight: one /tools/find each, by its identifier list alone. The batch's
-    ids are known to match, so its request drops the filters (a case-sensitive "P*" next to
-    the list took 160 ms a batch on 1.13.0 at 100,000 studies, the list alone 5 ms) and the
-    ``OrderBy``; another resource with the same identifier (a StudyInstanceUID under two
-    patients) is left out, as is a match deleted meanwhile."""
-    tag = _LEVEL_UID[_level(body["Level"])]
+def _find_identified(conn, body, tag, batches):
+    """Yield every answer of ``body`` for these batches (``_identified_batches`` of ``tag``),
+    in their order, two in flight: one /tools/find each, by its identifier list alone. The
+    batch's ids are known to match, so its request drops the filters (a case-sensitive "P*"
+    next to the list took 160 ms a batch on 1.13.0 at 100,000 studies, the list alone 5 ms)
+    and the ``OrderBy``; another resource with the same identifier (a StudyInstanceUID under
+    two patients) is left out, as is a match deleted meanwhile."""
     shown = {key: body[key] for key in ("Level", "Expand", "ResponseContent", "RequestedTags")
              if key in body}
 
@@ -2824,18 +2822,20 @@ def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_si
     extended = "extended_find" in needs or _unsupported(conn, "extended_find") is None
     # bulk-content gives what Expand gives, neither RequestedTags nor a ResponseContent
     lean = "ResponseContent" not in body and not (body["Expand"] and "RequestedTags" in body)
-    if extended and not body["Expand"] and "ResponseContent" not in body:
-        yield from (orthanc_id.decode() for orthanc_id in _matching_ids(conn, body))
-    elif extended:
-        batches = _identified_batches(conn, body, min(page_size, _IDENTIFIERS_PER_FIND))
+    ids_only = not body["Expand"] and "ResponseContent" not in body
+    if extended and not ids_only:
+        tag = _LEVEL_UID[_level(level)]
+        batches = _identified_batches(conn, body, tag, min(page_size, _IDENTIFIERS_PER_FIND))
         if batches is not None:
-            yield from _find_identified(conn, body, batches)
+            yield from _find_identified(conn, body, tag, batches)
             return
         # 1.12.5+ refuse Since for a case-sensitive pattern with letters (checked on 1.12.7 and
-        # 1.13.0): its ids, from one light request, then filter the case-insensitive pages
-        keep = set(_matching_ids(conn, body)) if _case_matters(body) else None
+        # 1.13.0): its ids, from one light request (a set: no OrderBy to sort them by), then
+        # filter the case-insensitive pages
+        unordered = {key: value for key, value in body.items() if key != "OrderBy"}
+        keep = set(_matching_ids(conn, unordered)) if _case_matters(body) else None
         yield from _find_pages(conn, dict(body, CaseSensitive=False), page_size, keep)
-    elif lean:
+    elif lean:  # on 1.12.5+ too, for ids only: the light request is the answer
         yield from _find_by_ids(conn, body, page_size)
     else:
         yield from _find_pages(conn, body, page_size)

@@ -232,6 +232,8 @@ def test_a_streamed_answer_that_is_no_whole_json_list_raises_unexpected_answer(
     assert "not a whole JSON list" in str(info.value) and info.value.status == 200
     assert info.value.data and answer[2].endswith(info.value.data)  # where it went wrong
 
+
+
 def test_orthancs_own_text_answers_are_returned_as_str(conn_a):
     uid = o._get(conn_a, "/tools/generate-uid", {"level": "study"})
     assert isinstance(uid, str) and uid.startswith("1.2.")
