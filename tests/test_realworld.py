@@ -321,3 +321,44 @@ def test_a_worklist_file_written_by_dcmtk_is_listed_as_refused_beside_stored_ima
     result = o.upload_folder(empty_a, tmp_path, ignore_errors=True)
     assert len(result.instances_ids) == 1
     assert result.errors == [(worklist, "Inexistent tag")]
+
+
+def _by_id(resources):
+    return sorted(resources, key=lambda resource: resource["ID"])
+
+
+@pytest.mark.v113
+@pytest.mark.parametrize("query", [{}, {"PatientName": "*a*"}])
+def test_iter_find_lists_the_real_files_as_find_does_at_every_level_on_orthanc_1_13(
+        conn_113, corpus, query):
+    """pydicom's files bring identifiers nobody here chose: PatientIDs in other character
+    sets, empty or missing (no place in a list: that listing pages with Since), UIDs of
+    every length. At every level ``iter_find``, by identifier lists or by pages, gives
+    ``find``'s answer, with a case-sensitive lettered pattern too."""
+    o.upload_folder(conn_113, corpus, ignore_errors=True)
+    for level in o.LEVELS:
+        expected = o.find(conn_113, level, query)
+        assert len(expected) > 7  # more than one page
+        assert _by_id(o.iter_find(conn_113, level, query, page_size=7)) == _by_id(expected)
+
+
+@pytest.mark.v113
+def test_iter_find_lists_real_patients_by_their_patient_ids_on_orthanc_1_13(
+        conn_113, corpus, count_requests):
+    """Without the one patient whose PatientID is empty, the real patients go by PatientID
+    lists, and an ID Orthanc keeps with a trailing space ("id11111 ", beside "id11111")
+    matches exactly: every patient comes, each once."""
+    o.upload_folder(conn_113, corpus, ignore_errors=True)
+    unnamed = [p["ID"] for p in o.find(conn_113, o.PATIENTS, {})
+               if not p["MainDicomTags"].get("PatientID")]
+    assert len(unnamed) == 1  # one Orthanc patient per PatientID, the empty one too
+    o.delete(conn_113, o.PATIENTS, unnamed)
+    expected = o.find(conn_113, o.PATIENTS, {})
+    assert {"id11111", "id11111 "} <= {p["MainDicomTags"]["PatientID"] for p in expected}
+    count_requests.clear()
+    found = list(o.iter_find(conn_113, o.PATIENTS, {}, page_size=7))
+    bodies = [json.loads(k["body"]) for m, url, k in count_requests
+              if m == "POST" and url.endswith("/tools/find")]
+    assert all("Since" not in body for body in bodies)
+    assert sum(len(b["Query"]["PatientID"].split("\\")) for b in bodies[1:]) == len(expected)
+    assert _by_id(found) == _by_id(expected)
