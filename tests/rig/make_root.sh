@@ -22,4 +22,4 @@ rm -rf "$dest.tmp/var/cache/apt/archives/"*.deb
 echo "$packages" > "$dest.tmp/.complete"
 rm -rf "$dest"
 mv "$dest.tmp" "$dest"
-chroot "$dest" /usr/sbin/Orthanc --version | head -n 1
+chroot "$dest" /usr/sbin/Orthanc --version | awk 'NR == 1'
