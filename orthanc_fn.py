@@ -1121,28 +1121,28 @@ def _start_job(conn, path, body=None, *, priority=None, user_data=None, timeout=
     """POST ``body`` to ``path`` as an asynchronous Orthanc job and return the job id.
 
     ``body`` is copied (never mutated) and gets ``"Asynchronous": true``, and ``Priority``
-    and ``UserData`` when given. ``priority``: an int, higher runs first (Orthanc's default
-    is 0). ``user_data``: any JSON value, shown in the job's dict as ``UserData`` (Orthanc
-    >= 1.12.9, checked first since older servers drop it silently; also when ``body``
-    already carries it). Used by every
-    ``*_as_job`` function; pair it with ``wait_job`` for the waiting variant.
+    and ``UserData`` when given (see ``_job_options``). Used by every ``*_as_job`` function;
+    pair it with ``wait_job`` for the waiting variant.
     """
-    request = dict(body or {}, Asynchronous=True, **_job_options(priority, user_data))
-    if "UserData" in request:
-        _require(conn, "job_user_data")
+    request = dict(body or {}, Asynchronous=True, **_job_options(conn, priority, user_data))
     return _post(conn, path, request, timeout=timeout)["ID"]
 
 
-def _job_options(priority=None, user_data=None):
+def _job_options(conn, priority=None, user_data=None):
     """The ``Priority`` and ``UserData`` keys of a job's body, for the options given.
 
-    >>> _job_options(5), _job_options(user_data={"who": "me"})
-    ({'Priority': 5}, {'UserData': {'who': 'me'}})
+    ``priority``: an int, higher runs first (Orthanc's default is 0). ``user_data``: any JSON
+    value, shown in the job's dict as ``UserData``; it needs Orthanc 1.12.9, checked here
+    (``UnsupportedByServer``) since older servers drop it silently.
+
+    >>> _job_options(None, 5), _job_options(None)
+    ({'Priority': 5}, {})
     """
     options = {}
     if priority is not None:
         options["Priority"] = int(priority)
     if user_data is not None:
+        _require(conn, "job_user_data")
         options["UserData"] = user_data
     return options
 
@@ -2990,7 +2990,7 @@ def _modification_body(conn, replace_tags, remove_tags, keep_tags, force, *,
     if keep_labels:
         _require(conn, "keep_labels")
         body["KeepLabels"] = True
-    body.update(_job_options(priority, user_data))
+    body.update(_job_options(conn, priority, user_data))
     return body
 
 
@@ -3480,9 +3480,7 @@ def modality_retrieve(conn: Connection, modality: str, level: str,
     if method == "C-GET" or get_version(conn) >= FEATURES["asynchronous_move"]:
         _run_job(conn, path, body, timeout=timeout, priority=priority, user_data=user_data)
     else:
-        if user_data is not None:
-            _require(conn, "job_user_data")
-        _post(conn, path, dict(body, **_job_options(priority)), timeout=read)
+        _post(conn, path, dict(body, **_job_options(conn, priority, user_data)), timeout=read)
 
 
 def modality_retrieve_study(conn: Connection, modality: str, dicom_id: str, *,
@@ -3618,13 +3616,14 @@ def get_transfers_peers(conn: Connection) -> dict[str, Any]:
     return _get(conn, "/transfers/peers")
 
 
-def _transfers_start(conn, peer, orthanc_ids, level, compress):
+def _transfers_start(conn, peer, orthanc_ids, level, compress, priority, user_data):
     if not peer or not isinstance(peer, str):
         raise OrthancValueError(f"transfers need a peer name, got {peer!r}")
     resource_level = _ORTHANC_LEVEL[_level(level)]
     body = {"Resources": [{"Level": resource_level, "ID": orthanc_id}
                           for orthanc_id in _as_list(orthanc_ids)],
-            "Compression": "gzip" if compress else "none", "Peer": peer}
+            "Compression": "gzip" if compress else "none", "Peer": peer,
+            **_job_options(conn, priority, user_data)}
     try:
         return _post(conn, "/transfers/send", body)
     except NotFound as exc:
@@ -3633,26 +3632,31 @@ def _transfers_start(conn, peer, orthanc_ids, level, compress):
 
 
 def transfers_send_as_job(conn: Connection, peer: str, orthanc_ids: str | Iterable[str],
-                          level: str, compress: bool = True) -> str:
+                          level: str, compress: bool = True, *, priority: int | None = None,
+                          user_data: Any | None = None) -> str:
     """Start a Transfers-accelerator send to an Orthanc peer; return the job id.
 
     With a peer configured with ``RemoteSelf`` the peer pulls, and the id is that of a job on
-    the peer (read it there with ``get_job(peer_conn, job_id)``).
+    the peer (read it there with ``get_job(peer_conn, job_id)``). ``priority`` and
+    ``user_data``: see ``merge_study`` (the Transfers plugin, up to its version 1.5, keeps the
+    priority and drops the user data, as it reads only its own keys).
     Orthanc: POST /transfers/send (Transfers plugin).
     """
-    answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
+    answer = _transfers_start(conn, peer, orthanc_ids, level, compress, priority, user_data)
     return answer["ID"] if "ID" in answer else answer["RemoteJob"]
 
 
 def transfers_send(conn: Connection, peer: str, orthanc_ids: str | Iterable[str], level: str,
                    compress: bool = True, timeout: float | None = None, *,
-                   peer_conn: Connection | None = None) -> None:
+                   peer_conn: Connection | None = None, priority: int | None = None,
+                   user_data: Any | None = None) -> None:
     """Send resources to a peer with the Transfers accelerator plugin and wait until done.
 
     ``compress`` chooses gzip or no compression; ``timeout`` bounds the wait for the job
     (None: one hour). When the peer is configured with ``RemoteSelf`` the transfer is a
     pull job living on the peer: pass ``peer_conn`` (a ``Connection`` to the peer) to wait for
-    it there. Orthanc: POST /transfers/send, then GET /jobs/{id} (Transfers plugin).
+    it there. ``priority`` and ``user_data``: see ``transfers_send_as_job``.
+    Orthanc: POST /transfers/send, then GET /jobs/{id} (Transfers plugin).
 
     Raises:
         JobFailed: the transfer failed (an unknown resource, an unreachable peer...).
@@ -3660,7 +3664,7 @@ def transfers_send(conn: Connection, peer: str, orthanc_ids: str | Iterable[str]
             ``remote_job`` and ``job_url`` say where to follow it.
         NotFound: unknown peer, or the plugin is not loaded.
     """
-    answer = _transfers_start(conn, peer, orthanc_ids, level, compress)
+    answer = _transfers_start(conn, peer, orthanc_ids, level, compress, priority, user_data)
     if "ID" in answer:
         wait_job(conn, answer["ID"], timeout=timeout)
         return
@@ -3701,11 +3705,13 @@ def dicomweb_send(conn: Connection, server: str, orthanc_ids: str | Iterable[str
 
 
 def dicomweb_retrieve(conn: Connection, server: str, study_uid: str, series_uid: str | None = None,
-                      sop_uid: str | None = None, *, timeout: float | None = None) -> int:
+                      sop_uid: str | None = None, *, timeout: float | None = None,
+                      priority: int | None = None, user_data: Any | None = None) -> int:
     """Retrieve a study, series or instance from a DICOMweb server with WADO-RS.
 
     Returns how many instances were received. ``timeout``: seconds to wait for the job
-    (None: one hour). Orthanc: POST /dicom-web/servers/{name}/retrieve (DICOMweb plugin).
+    (None: one hour). ``priority`` and ``user_data``: see ``dicomweb_send_as_job``.
+    Orthanc: POST /dicom-web/servers/{name}/retrieve (DICOMweb plugin).
     """
     if sop_uid is not None and series_uid is None:
         raise OrthancValueError("dicomweb_retrieve: an instance (sop_uid) needs its series_uid")
@@ -3714,9 +3720,10 @@ def dicomweb_retrieve(conn: Connection, server: str, study_uid: str, series_uid:
         resource["Series"] = series_uid
     if sop_uid is not None:
         resource["Instance"] = sop_uid
-    job_id = _post(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/retrieve",
-                   {"Resources": [resource], "Synchronous": False})["ID"]
-    return int(wait_job(conn, job_id, timeout=timeout)["Content"]["ReceivedInstancesCount"])
+    job = _run_job(conn, f"/dicom-web/servers/{_segment(server, 'DICOMweb server')}/retrieve",
+                   {"Resources": [resource], "Synchronous": False}, timeout=timeout,
+                   priority=priority, user_data=user_data)
+    return int(job["Content"]["ReceivedInstancesCount"])
 
 
 # ==== InstancesSet (pure) ====

@@ -307,6 +307,27 @@ def test_every_job_starter_gives_its_job_the_priority_and_user_data(conn_113, st
 
 
 @pytest.mark.v113
+def test_dicomweb_retrieve_keeps_the_priority_and_the_plugin_drops_the_user_data(
+        conn_113, server_113):
+    """The DICOMweb plugin submits its own jobs and reads only their priority (also for STOW,
+    see dicomweb_send_as_job): the retrieve from this server's own DICOMweb API keeps 6."""
+    o.rest_put(conn_113, "/dicom-web/servers/self",
+               {"Url": server_113.url + "/dicom-web/", "Username": orthanc_rig.USER,
+                "Password": orthanc_rig.PASSWORD})
+    try:
+        uid = o.get_info(conn_113, o.STUDIES, _study_on(conn_113))["MainDicomTags"][
+            "StudyInstanceUID"]
+        before = set(o.get_jobs(conn_113))
+        assert o.dicomweb_retrieve(conn_113, "self", uid, timeout=60, priority=6,
+                                   user_data={"started by": "a test"}) == 1
+        jobs = [o.get_job(conn_113, j) for j in o.get_jobs(conn_113) if j not in before]
+        assert [(job["Type"], job["Priority"], "UserData" in job) for job in jobs] == [
+            ("DicomWebWadoRetrieveClient", 6, False)]
+    finally:
+        o.rest_delete(conn_113, "/dicom-web/servers/self")
+
+
+@pytest.mark.v113
 def test_delete_job_of_a_running_job_raises_not_found_saying_it_is_not_finished(conn_113):
     listener = socket.socket()  # a black hole: the C-STORE job runs until its DICOM timeout
     listener.bind(("127.0.0.1", 0))

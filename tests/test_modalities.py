@@ -100,6 +100,22 @@ def test_dicomweb_retrieve_of_one_series_receives_only_that_series(conn_a, conn_
     assert o.dicomweb_retrieve(conn_a, "b", uid, series_uid, timeout=60) == 3
 
 
+def test_dicomweb_retrieve_gives_its_job_the_priority(conn_a, conn_b, upload_study):
+    uid = upload_study(conn_b, 1, 2)[1]
+    before = set(o.get_jobs(conn_a))
+    assert o.dicomweb_retrieve(conn_a, "b", uid, timeout=60, priority=7) == 2
+    jobs = [o.get_job(conn_a, job_id) for job_id in o.get_jobs(conn_a) if job_id not in before]
+    assert [(job["Priority"], job["State"]) for job in jobs] == [(7, "Success")]
+
+
+def test_dicomweb_retrieve_with_user_data_on_orthanc_110_raises_before_retrieving(
+        conn_a, conn_b, upload_study):
+    study_id, uid = upload_study(conn_b, 1, 2)[:2]
+    with pytest.raises(o.UnsupportedByServer):
+        o.dicomweb_retrieve(conn_a, "b", uid, timeout=60, user_data={"batch": 1})
+    assert not o.exists(conn_a, o.STUDIES, study_id)
+
+
 def test_dicomweb_retrieve_refuses_an_instance_without_its_series(conn_a):
     with pytest.raises(o.OrthancValueError):
         o.dicomweb_retrieve(conn_a, "b", "1.2.3", sop_uid="1.2.3.4.5")

@@ -143,6 +143,23 @@ def test_replay_push_as_job_returns_the_job_id_without_waiting(sender):
     assert [r[0] for r in sender.requests()] == ["POST"]
 
 
+def test_replay_push_as_job_sends_the_priority_the_plugin_reads(sender):
+    """Replay, not the plugin: the request carries "Priority" (the key Transfers' TransferQuery
+    reads); the recorded push answer is forced, as it was recorded without one."""
+    exchange = recorded("push, gzip")
+    sender.force(exchange)
+    assert o.transfers_send_as_job(sender.conn, "b", STUDY, o.STUDIES, priority=6) == PUSH_JOB
+    assert sender.requests() == [
+        ("POST", "/transfers/send", dict(exchange["request"], Priority=6))]
+
+
+def test_replay_user_data_on_the_recorded_orthanc_110_raises_unsupported_before_sending(sender):
+    """Replay, not the plugin: the recorded server is Orthanc 1.10.1, too old for user data."""
+    with pytest.raises(o.UnsupportedByServer):
+        o.transfers_send(sender.conn, "b", STUDY, o.STUDIES, user_data={"batch": 1})
+    assert [method for method, path, _ in sender.requests() if path == "/transfers/send"] == []
+
+
 def test_replay_pull_waits_for_the_remote_job_on_the_peer(sender, peer):
     o.transfers_send(sender.conn, "b-pull", STUDY, o.STUDIES, peer_conn=peer.conn)
     assert sender.requests() == [
@@ -276,6 +293,15 @@ def test_transfers_send_of_a_pull_without_peer_conn_names_the_job_on_the_peer(tr
     with pytest.raises(o.OrthancError) as info:
         o.transfers_send(a.conn, "b-pull", study_id, o.STUDIES)
     assert o.wait_job(b.conn, info.value.remote_job, timeout=60)["State"] == "Success"
+
+
+@needs_plugin
+def test_transfers_send_as_job_gives_its_job_the_priority(transfers_pair):
+    a, _ = transfers_pair
+    study_id, _ = _study(a.conn)
+    job_id = o.transfers_send_as_job(a.conn, "b", study_id, o.STUDIES, priority=6)
+    assert o.get_job(a.conn, job_id)["Priority"] == 6
+    assert o.wait_job(a.conn, job_id, timeout=60)["State"] == "Success"
 
 
 @needs_plugin
