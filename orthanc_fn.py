@@ -3960,7 +3960,7 @@ def modify_instances_set(conn: Connection, s: InstancesSet,
                          replace_tags: Mapping[str, Any] | None = None,
                          remove_tags: str | Iterable[str] = (),
                          keep_tags: str | Iterable[str] = (), keep_source: bool = True,
-                         force: bool = False, *, timeout: float = 600.0,
+                         force: bool = False, *, timeout: float | None = None,
                          transcode: str | None = None, priority: int | None = None,
                          permissive: bool = False, private_creator: str | None = None,
                          keep_labels: bool = False, user_data: Any | None = None) -> InstancesSet:
@@ -3970,9 +3970,10 @@ def modify_instances_set(conn: Connection, s: InstancesSet,
     ``Remove``, ``Keep`` and ``Force``. Each instance gets a new SOPInstanceUID unless it is
     kept, and stays in its study and series unless their UIDs are replaced (Orthanc 1.12
     does it and the returned set is of the new study; Orthanc 1.10 refuses: ``JobFailed``
-    with its reason). The job is waited for at most ``timeout`` seconds. Orthanc always
-    keeps the sources; with ``keep_source=False`` they are deleted afterwards, only once
-    every modified instance is confirmed on the server. ``transcode``, ``priority``,
+    with its reason). The job is waited for at most ``timeout`` s (None: one hour, as in
+    every function that waits for a job). Orthanc always keeps the sources; with
+    ``keep_source=False`` they are deleted afterwards, only once every modified instance is
+    confirmed on the server. ``transcode``, ``priority``,
     ``permissive``, ``private_creator``, ``keep_labels`` and ``user_data`` as in ``modify``.
 
     Keeping the UIDs (``keep_tags=["StudyInstanceUID", "SeriesInstanceUID",
