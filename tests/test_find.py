@@ -533,7 +533,7 @@ def test_count_equals_the_length_of_find_on_orthanc_1_13(conn_113, query, option
 
 
 @pytest.mark.v113
-def test_count_sends_one_count_request_or_one_find_when_case_matters_on_orthanc_1_13(
+def test_count_sends_one_count_request_or_a_find_and_a_count_when_case_matters_on_1_13(
         conn_113, count_requests, upload_study):
     study_id = upload_study(conn_113, 1, 1, dict(PatientName="DOE^A")).id
     parent = o.get_parent_id(conn_113, o.STUDIES, study_id, o.PATIENTS)
@@ -542,7 +542,8 @@ def test_count_sends_one_count_request_or_one_find_when_case_matters_on_orthanc_
     assert o.count(conn_113, o.STUDIES, {}, parent_patient=parent) == 1
     assert o.count(conn_113, o.STUDIES, {"PatientName": "DOE*"}) == 2
     posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
-    assert posts == ["tools/count-resources", "tools/find"]
+    # the case-sensitive one: its find, and the count that says no cap of the server cut it
+    assert posts == ["tools/count-resources", "tools/count-resources", "tools/find"]
 
 
 # ---- iter_find on Orthanc >= 1.12.5
@@ -599,18 +600,22 @@ def _lettered_studies(conn, upload_study):
 def test_iter_find_pages_a_case_sensitive_lettered_query_by_identifier_lists_on_orthanc_1_13(
         conn_113, count_requests, upload_study):
     """1.13 refuses Since for it; the light request is case-sensitive (not the lower-case
-    study) and needs no Since, nor do the pages."""
+    study) and needs no Since, nor do the pages. 4 match in their case and 5 without: the
+    count, then a light request of the 5, tell that no cap of the server cut the answer."""
     query = _lettered_studies(conn_113, upload_study)
     count_requests.clear()
     found = list(o.iter_find(conn_113, o.STUDIES, query, page_size=3, order_by="-StudyDate"))
-    bodies, lists = _finds(count_requests), _lists(count_requests)
-    assert [(b["Expand"], b["CaseSensitive"], b.get("Since")) for b in bodies] == [
+    light, probe, *pages = _finds(count_requests)
+    assert [(b["Expand"], b["CaseSensitive"], b.get("Since")) for b in [light, *pages]] == [
         (False, True, None), (True, True, None), (True, True, None)]
-    assert lists == [3, 1]
+    assert [len(page["Query"]["StudyInstanceUID"].split("\\")) for page in pages] == [3, 1]
+    assert (probe["Expand"], probe["CaseSensitive"], probe["Limit"]) == (False, False, 5)
+    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
+    assert sorted(posts[:2]) == ["tools/count-resources", "tools/find"]  # sent together
+    assert posts[2:] == ["tools/find"] * 3
     assert found == o.find(conn_113, o.STUDIES, query, order_by="-StudyDate")
     assert [s["MainDicomTags"]["StudyDate"] for s in found] == [
         "20010104", "20010103", "20010102", "20010101"]
-    assert all(url.endswith("/tools/find") for m, url, _ in count_requests if m == "POST")
 
 
 @pytest.mark.v113
@@ -691,9 +696,10 @@ def test_iter_find_of_patients_pages_with_since_when_one_has_no_patient_id_on_or
     expected = o.find(conn_113, o.PATIENTS, query)
     assert len(expected) == 4 and None in [p["MainDicomTags"].get("PatientID") for p in found]
     assert sorted(found, key=lambda p: p["ID"]) == sorted(expected, key=lambda p: p["ID"])
-    # the identifiers (given up), the ids, then pages of the five case-insensitive matches
-    assert pages[:5] == [(None, None), (None, None), (0, 2), (2, 2), (4, 2)]
-    assert pages[5:] in ([], [(6, 2)])  # past the end, if it started
+    # the identifiers (given up), all five case-insensitive ids (no cap cut them: the count
+    # says 5), the ids in their case, then pages of the five case-insensitive matches
+    assert pages[:6] == [(None, None), (None, 5), (None, None), (0, 2), (2, 2), (4, 2)]
+    assert pages[6:] in ([], [(6, 2)])  # past the end, if it started
 
 
 @pytest.mark.v113
@@ -744,3 +750,85 @@ def test_daily_stats_take_one_light_request_at_every_level_on_orthanc_1_13(
 def test_daily_stats_agree_where_the_database_lacks_extended_find(server_113_pg5):
     o.delete_all_content(server_113_pg5.conn)
     _assert_daily_stats_agree(server_113_pg5.conn)
+
+
+# ---- a server whose LimitFindResults cuts every answer
+
+CAP, INSTANCES_CAP = 5, 7
+
+
+@pytest.fixture(scope="module", params=[pytest.param("1.12", marks=pytest.mark.v112),
+                                        pytest.param("1.13", marks=pytest.mark.v113)])
+def capped(request, make_server):
+    """A server whose LimitFindResults (5) and LimitFindInstances (7) cut each /tools/find
+    answer, holding 12 one-instance studies: PatientID P00 to P11, PatientName N1, N3...
+    for the odd ones and n0, n2... (lower case) for the even ones, StudyDate 20010101 on."""
+    server = make_server("capped" + request.param.replace(".", ""), tier=request.param,
+                         config={"LimitFindResults": CAP, "LimitFindInstances": INSTANCES_CAP})
+    o.upload(server.conn, _zip([h.generate_test_dicom_file(4, 4, {
+        "PatientID": f"P{n:02d}", "PatientName": f"N{n}" if n % 2 else f"n{n}",
+        "StudyDate": f"200101{n + 1:02d}"}) for n in range(12)]))
+    return server
+
+
+def test_a_capped_server_cuts_find_at_its_limit(capped):
+    """What iter_find must get past: the server's own cut (the same with Limit or Since)."""
+    assert len(o.find(capped.conn, o.STUDIES, {})) == CAP
+    assert len(o.find(capped.conn, o.INSTANCES, {})) == INSTANCES_CAP
+    assert len(o.find(capped.conn, o.STUDIES, {}, limit=100, since=2)) == CAP
+
+
+@pytest.mark.parametrize("options", [{}, {"expand": False}, {"response_content": ["MainDicomTags"]},
+                                     {"requested_tags": ["StudyDate"]}])
+def test_iter_find_lists_every_match_past_the_servers_limit_within_it(capped, count_requests,
+                                                                    options):
+    count_requests.clear()
+    found = list(o.iter_find(capped.conn, o.STUDIES, {}, page_size=1000, **options))
+    ids = [s if isinstance(s, str) else s["ID"] for s in found]
+    assert sorted(ids) == sorted(o.get_all_ids(capped.conn, o.STUDIES)) and len(ids) == 12
+    pages = [(since, limit) for since, limit in _pages(count_requests) if since is not None]
+    assert pages[:3] == [(0, CAP), (5, CAP), (10, CAP)]  # Since pages within the limit
+
+
+def test_iter_find_past_the_limit_keeps_order_by_and_a_case_insensitive_pattern(capped):
+    found = list(o.iter_find(capped.conn, o.STUDIES, {"PatientName": "n*"}, page_size=4,
+                             case_sensitive=False, order_by="-StudyDate"))
+    assert [s["MainDicomTags"]["StudyDate"] for s in found] == [
+        f"200101{n:02d}" for n in range(12, 0, -1)]
+
+
+def test_iter_find_lists_every_instance_past_limit_find_instances(capped):
+    found = list(o.iter_find(capped.conn, o.INSTANCES, {}, expand=False))
+    assert sorted(found) == sorted(o.get_all_ids(capped.conn, o.INSTANCES))
+    assert len(found) == 12
+
+
+def test_iter_find_under_the_limit_needs_no_since_page(capped, count_requests):
+    count_requests.clear()
+    found = list(o.iter_find(capped.conn, o.STUDIES, {"PatientID": "P1*"}, page_size=3))
+    assert sorted(s["MainDicomTags"]["StudyDate"] for s in found) == ["20010111", "20010112"]
+    posts = [url.split("/", 3)[3] for m, url, _ in count_requests if m == "POST"]
+    # the light request and the count, sent together, then one list of the 2 identifiers
+    assert sorted(posts[:2]) == ["tools/count-resources", "tools/find"]
+    assert posts[2:] == ["tools/find"] and _lists(count_requests, "StudyInstanceUID") == [2]
+    assert all(since is None for since, _ in _pages(count_requests))
+
+
+def test_iter_find_of_a_case_sensitive_pattern_past_the_limit_raises_before_any_match(capped):
+    """6 studies match N* in their case, 12 without: the server cuts the 12 at 5, then
+    keeps the case (3 of 6 come back), and refuses Since for it: no listing can be whole."""
+    assert len(o.find(capped.conn, o.STUDIES, {"PatientName": "N*"})) < 6
+    listing = o.iter_find(capped.conn, o.STUDIES, {"PatientName": "N*"})
+    with pytest.raises(o.OrthancError) as info:
+        next(listing)
+    assert "LimitFindResults" in str(info.value) and "case_sensitive=False" in str(info.value)
+    with pytest.raises(o.OrthancError):
+        o.count(capped.conn, o.STUDIES, {"PatientName": "N*"})
+
+
+def test_a_case_sensitive_pattern_within_the_limit_is_listed_and_counted(capped):
+    """N1* matches N1 and N11 in their case, and n10 too without: 3, within the limit."""
+    found = list(o.iter_find(capped.conn, o.STUDIES, {"PatientName": "N1*"}))
+    assert sorted(s["PatientMainDicomTags"]["PatientName"] for s in found) == ["N1", "N11"]
+    assert o.count(capped.conn, o.STUDIES, {"PatientName": "N1*"}) == 2
+    assert o.count(capped.conn, o.STUDIES, {"PatientName": "N*"}, case_sensitive=False) == 12
