@@ -2736,51 +2736,69 @@ def _find_cap(conn, body, listed, total):
 _IDENTIFIERS_PER_FIND = 50
 
 
-def _identified_batches(conn, body, tag, size):
-    """The matches of ``body`` in its order, as batches of at most ``size``: each a pair of
-    str, their Orthanc ids joined by commas and their DICOM identifiers (``tag``, the
-    level's ``_LEVEL_UID``) joined by backslashes, a list /tools/find matches exactly. One
-    light request, read as it comes: 100,000 studies hold about 9 MB here, not the 21 MB of
-    its JSON. None as soon as an identifier has no place in a list (empty, as a patient's
-    without PatientID, or holding a backslash)."""
-    url = conn.url + "/tools/find"
-    response = _post(conn, "/tools/find", _light(body, ResponseContent=["RequestedTags"],
-                                                 RequestedTags=[tag]),
-                     stream=True, timeout=_BULK_TIMEOUT)
+def _batched(items, tag, size):
+    """Light answers (``{"ID": ..., "RequestedTags": {tag: ...}}``) in batches of at most
+    ``size``: each a pair of str, their Orthanc ids joined by commas and their DICOM
+    identifiers (``tag``, the level's ``_LEVEL_UID``) joined by backslashes, a list
+    /tools/find matches exactly. None as soon as an identifier has no place in a list
+    (empty, as a patient's without PatientID, or holding a backslash)."""
     batches, ids, values = [], [], []
+    for item in items:
+        value = item["RequestedTags"].get(tag)
+        if not value or "\\" in value:
+            return None
+        ids.append(item["ID"])
+        values.append(value)
+        if len(ids) == size:
+            batches.append((",".join(ids), "\\".join(values)))
+            ids, values = [], []
+    return batches + [(",".join(ids), "\\".join(values))] if ids else batches
+
+
+def _identified(body, tag):
+    """``body`` answering, for each match, its id and its identifier ``tag`` alone."""
+    return _light(body, ResponseContent=["RequestedTags"], RequestedTags=[tag])
+
+
+def _identified_batches(conn, body, tag, size):
+    """The matches of ``body`` in its order, as ``_batched`` of ``size``, from one light
+    request read as it comes: 100,000 studies hold about 9 MB here, not the 21 MB of its
+    JSON. None as soon as an identifier has no place in a list."""
+    url = conn.url + "/tools/find"
+    response = _post(conn, "/tools/find", _identified(body, tag), stream=True,
+                     timeout=_BULK_TIMEOUT)
     try:
-        for item in _json_items(response, "POST", url):
-            value = item["RequestedTags"].get(tag)
-            if not value or "\\" in value:
-                response.close()  # unread: never handed back to the pool
-                return None
-            ids.append(item["ID"])
-            values.append(value)
-            if len(ids) == size:
-                batches.append((",".join(ids), "\\".join(values)))
-                ids, values = [], []
+        batches = _batched(_json_items(response, "POST", url), tag, size)
+        if batches is None:
+            response.close()  # unread: never handed back to the pool
+        return batches
     except BaseException:
         response.close()
         raise
     finally:
         response.release_conn()
-    return batches + [(",".join(ids), "\\".join(values))] if ids else batches
 
 
-def _find_identified(conn, body, tag, batches):
-    """Yield every answer of ``body`` for these batches (``_identified_batches`` of ``tag``),
-    in their order, two in flight: one /tools/find each, by its identifier list alone. The
-    batch's ids are known to match, so its request drops the filters (a case-sensitive "P*"
-    next to the list took 160 ms a batch on 1.13.0 at 100,000 studies, the list alone 5 ms)
-    and the ``OrderBy``; another resource with the same identifier (a StudyInstanceUID under
-    two patients) is left out, as is a match deleted meanwhile."""
-    shown = {key: body[key] for key in ("Level", "Expand", "ResponseContent", "RequestedTags")
-             if key in body}
+def _find_identified(conn, body, tag, batches, filtered=False):
+    """Yield every answer of ``body`` for these batches (``_batched`` of ``tag``), in their
+    order, two in flight: one /tools/find each, by its identifier list alone. The batch's
+    ids are known to match, so its request drops the filters (a case-sensitive "P*" next
+    to the list took 160 ms a batch on 1.13.0 at 100,000 studies, the list alone 5 ms) and
+    the ``OrderBy``; another resource with the same identifier (a StudyInstanceUID under
+    two patients) is left out, as is a match deleted meanwhile. ``filtered``: the batches
+    are of candidates, and each request keeps the filters of ``body`` beside its list."""
+    if filtered:
+        shown = {key: value for key, value in body.items() if key != "OrderBy"}
+    else:
+        shown = {key: body[key] for key in ("Level", "Expand", "ResponseContent",
+                                             "RequestedTags") if key in body}
+        shown.update(Query={}, CaseSensitive=True)
 
     def find_batch(ids, values):
-        answers = _post(conn, "/tools/find",
-                        dict(shown, Query={tag: values}, CaseSensitive=True))
-        by_id = {answer["ID"]: answer for answer in answers}
+        answers = _post(conn, "/tools/find", dict(shown, Query=dict(shown["Query"],
+                                                                    **{tag: values})))
+        by_id = {answer if isinstance(answer, str) else answer["ID"]: answer
+                 for answer in answers}
         return [by_id[orthanc_id] for orthanc_id in ids.split(",") if orthanc_id in by_id]
 
     for answers in _two_in_flight(functools.partial(find_batch, ids, values)
@@ -2788,24 +2806,36 @@ def _find_identified(conn, body, tag, batches):
         yield from answers
 
 
-def _refuse_capped_case(conn, body, cap):
-    """Raise ``OrthancError`` if ``body`` is a case-sensitive pattern with letters on a server
-    whose ``cap`` cut its matches: Orthanc refuses ``Since`` for it, so no page gets past."""
-    if _case_matters(body):
+def _find_cased_past_cap(conn, body, tag, page_size, cap):
+    """Yield every answer of ``body``, a case-sensitive pattern with letters, on a server
+    whose ``cap`` cut its matches (``_find_cap``): Orthanc refuses ``Since`` for it, and
+    cuts the case-insensitive matches before keeping the case. So the case-insensitive
+    matches' ids and identifiers come in ``Since`` pages within the cap, and each list of
+    them is asked with the filters of ``body``: Orthanc keeps the case among at most
+    ``cap`` candidates. ``OrthancError`` when no list can do it: an identifier without a
+    place in a list, or ``tag`` itself a pattern with letters in the query."""
+    candidates = dict(body, CaseSensitive=False)
+    own = {tag: body["Query"][tag]} if tag in body["Query"] else {}
+    batches = None if _case_matters(dict(body, Query=own)) else _batched(
+        _find_pages(conn, _identified(candidates, tag), cap), tag,
+        min(page_size, _IDENTIFIERS_PER_FIND, cap))
+    if batches is None:
         raise OrthancError(
             f"{conn.url} answers at most {cap} matches to one /tools/find (its "
             "LimitFindResults or LimitFindInstances) and refuses Since pages for a "
-            "case-sensitive pattern with letters, so these matches cannot be had whole: "
-            "ask with case_sensitive=False, or raise that limit")
+            "case-sensitive pattern with letters, and these matches cannot be asked by "
+            f"lists of {tag} either: ask with case_sensitive=False, or raise that limit")
+    return _find_identified(conn, body, tag, batches, filtered=True)
 
 
 def _find_extended(conn, body, tag, page_size):
     """``iter_find`` on a server with the extended find (see there), ``tag`` the level's
     DICOM identifier: ids only from one light request; else identifier lists or, when an
     identifier has no place in a list, ``Since`` pages. A server whose cap (``_find_cap``)
-    cut the light request is paged with ``Since`` within it. The count that tells it runs
-    beside the light request (at 100,000 studies on 1.13.0 it takes 117 ms, the light
-    request of ids 433 ms)."""
+    cut the light request is paged with ``Since`` within it (``_find_cased_past_cap`` for
+    a case-sensitive pattern with letters). The count that tells it runs beside the light
+    request (at 100,000 studies on 1.13.0 it takes 117 ms, the light request of ids
+    433 ms)."""
     from concurrent.futures import ThreadPoolExecutor
     ids_only = not body["Expand"] and "ResponseContent" not in body
     batches = None
@@ -2819,8 +2849,9 @@ def _find_extended(conn, body, tag, page_size):
             listed = None if batches is None else sum(joined.count(",") + 1
                                                       for joined, _ in batches)
         cap = None if listed == 0 else _find_cap(conn, body, listed, total.result()["Count"])
-    if cap is not None:
-        _refuse_capped_case(conn, body, cap)
+    if cap is not None and _case_matters(body):
+        yield from _find_cased_past_cap(conn, body, tag, page_size, cap)
+    elif cap is not None:
         yield from _find_pages(conn, body, min(page_size, cap))
     elif ids_only:
         yield from (orthanc_id.decode() for orthanc_id in ids)
@@ -2886,11 +2917,14 @@ def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_si
 
     A server with ``LimitFindResults`` (``LimitFindInstances`` for instances) cuts every
     answer at that number, silently, ``find``'s too. On 1.12.5 and newer a count sent beside
-    the light request tells it, and then the listing pages with ``Since`` within the limit
-    (a case-sensitive pattern with letters, whose ``Since`` Orthanc refuses, raises
-    ``OrthancError`` before any match: ask it case-insensitively). Older servers give no
-    way to tell: Orthanc 1.10.1 answers at most the limit and one more match to any
-    /tools/find, ``Since`` pages included, so a listing stops there.
+    the light request tells it, and then the listing pages with ``Since`` within the limit.
+    A case-sensitive pattern with letters, whose ``Since`` Orthanc refuses (and whose
+    case-insensitive matches it cuts before keeping the case), then pages those within the
+    limit and asks each list of their identifiers with the pattern; where no list can
+    (a patient without PatientID, or a lettered PatientID pattern at the patient level) it
+    raises ``OrthancError`` before any match. Older servers give no way to tell: Orthanc
+    1.10.1 answers at most the limit and one more match to any /tools/find, ``Since``
+    pages included, so a listing stops there.
 
     Resources added or deleted while iterating may shift ``Since`` pages; a match deleted
     between the light request and its page is left out. Orthanc: POST /tools/find,
@@ -2923,8 +2957,8 @@ def count(conn: Connection, level: str, query: Mapping[str, Any], *, case_sensit
     Orthanc's /tools/count-resources refuses ``"CaseSensitive": true``: a case-sensitive
     query with a lettered pattern (``"DOE*"``, where case could matter) is counted as the
     length of ``find(..., expand=False)`` instead, beside the case-insensitive count that
-    tells whether the server's ``LimitFindResults`` cut that answer (then ``OrthancError``,
-    as ``iter_find``). Needs Orthanc >= 1.12.5 with the extended find
+    tells whether the server's ``LimitFindResults`` cut that answer (then its matches are
+    counted as ``iter_find`` lists them). Needs Orthanc >= 1.12.5 with the extended find
     (``UnsupportedByServer`` otherwise, before any request).
     Orthanc: POST /tools/count-resources (1.12.5).
 
@@ -2941,9 +2975,10 @@ def count(conn: Connection, level: str, query: Mapping[str, Any], *, case_sensit
         return total
     listed = len(_post(conn, "/tools/find", body))
     cap = _find_cap(conn, body, listed, total)
-    if cap is not None:
-        _refuse_capped_case(conn, body, cap)
-    return listed
+    if cap is None:
+        return listed
+    return sum(1 for _ in _find_cased_past_cap(conn, body, _LEVEL_UID[_level(level)],
+                                               _IDENTIFIERS_PER_FIND, cap))
 
 
 def _as_date(value):

@@ -814,16 +814,46 @@ def test_iter_find_under_the_limit_needs_no_since_page(capped, count_requests):
     assert all(since is None for since, _ in _pages(count_requests))
 
 
-def test_iter_find_of_a_case_sensitive_pattern_past_the_limit_raises_before_any_match(capped):
-    """6 studies match N* in their case, 12 without: the server cuts the 12 at 5, then
-    keeps the case (3 of 6 come back), and refuses Since for it: no listing can be whole."""
-    assert len(o.find(capped.conn, o.STUDIES, {"PatientName": "N*"})) < 6
-    listing = o.iter_find(capped.conn, o.STUDIES, {"PatientName": "N*"})
+def _names(conn, level=o.STUDIES):
+    """Orthanc id -> PatientName of every resource of ``level`` (one request each)."""
+    return {i: o.get_info(conn, level, i)[
+        "PatientMainDicomTags" if level == o.STUDIES else "MainDicomTags"]["PatientName"]
+            for i in o.get_all_ids(conn, level)}
+
+
+@pytest.mark.parametrize("options", [{}, {"expand": False}, {"order_by": "-StudyDate"}])
+def test_iter_find_of_a_case_sensitive_pattern_past_the_limit_lists_its_matches(
+        capped, count_requests, options):
+    """6 studies match N* in their case, 12 without: the server cuts the 12 at 5, then keeps
+    the case (fewer than 6 come back), and refuses Since for it. The 12 come in Since pages
+    within the limit, and each list of their UIDs is asked with N*."""
+    expected = sorted(i for i, name in _names(capped.conn).items() if name.startswith("N"))
+    assert len(expected) == 6 and len(o.find(capped.conn, o.STUDIES, {"PatientName": "N*"})) < 6
+    count_requests.clear()
+    found = list(o.iter_find(capped.conn, o.STUDIES, {"PatientName": "N*"}, **options))
+    ids = [s if isinstance(s, str) else s["ID"] for s in found]
+    assert sorted(ids) == expected
+    if "order_by" in options:
+        dates = [s["MainDicomTags"]["StudyDate"] for s in found]
+        assert dates == sorted(dates, reverse=True)
+    lists = [b for b in _finds(count_requests) if "StudyInstanceUID" in b["Query"]]
+    assert lists and all(b["Query"]["PatientName"] == "N*" and b["CaseSensitive"]
+                         for b in lists)
+    assert all(len(b["Query"]["StudyInstanceUID"].split("\\")) <= CAP for b in lists)
+    assert o.count(capped.conn, o.STUDIES, {"PatientName": "N*"}) == 6
+
+
+def test_a_case_sensitive_patient_id_pattern_past_the_limit_raises_before_any_match(capped):
+    """At the patient level the lists would be of PatientIDs, the pattern's own tag: none
+    can keep its case, so iter_find and count say so instead of answering 5 of 12."""
+    listing = o.iter_find(capped.conn, o.PATIENTS, {"PatientID": "P*"})
     with pytest.raises(o.OrthancError) as info:
         next(listing)
     assert "LimitFindResults" in str(info.value) and "case_sensitive=False" in str(info.value)
     with pytest.raises(o.OrthancError):
-        o.count(capped.conn, o.STUDIES, {"PatientName": "N*"})
+        o.count(capped.conn, o.PATIENTS, {"PatientID": "P*"})
+    assert len(list(o.iter_find(capped.conn, o.PATIENTS, {"PatientID": "P*"},
+                                case_sensitive=False))) == 12
 
 
 def test_a_case_sensitive_pattern_within_the_limit_is_listed_and_counted(capped):
