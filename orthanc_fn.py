@@ -2695,6 +2695,12 @@ def _light(body, **keys):
     return dict(light, Expand=False, **keys)
 
 
+def _unordered(body):
+    """``body`` without its ``OrderBy``: for answers whose order does not matter (a set, a
+    count, a list put back in order after), which saves the server the sort."""
+    return {key: value for key, value in body.items() if key != "OrderBy"}
+
+
 def _matching_ids(conn, body):
     """How many ids match ``body``, and a generator of them as bytes, in its order, all from
     one light request. The JSON list of Orthanc ids (hex digits and dashes) is read in
@@ -2725,8 +2731,7 @@ def _find_cap(conn, body, listed, total):
     if total == 0 or (listed is not None and listed >= total):
         return None
     asked = total if listed is None or _case_matters(body) else listed + 1
-    probe = {key: value for key, value in body.items() if key != "OrderBy"}
-    answered = _matching_ids(conn, dict(probe, CaseSensitive=False, Limit=asked))[0]
+    answered = _matching_ids(conn, dict(_unordered(body), CaseSensitive=False, Limit=asked))[0]
     return answered if answered < asked else None
 
 
@@ -2788,7 +2793,7 @@ def _find_identified(conn, body, tag, batches, filtered=False):
     two patients) is left out, as is a match deleted meanwhile. ``filtered``: the batches
     are of candidates, and each request keeps the filters of ``body`` beside its list."""
     if filtered:
-        shown = {key: value for key, value in body.items() if key != "OrderBy"}
+        shown = _unordered(body)
     else:
         shown = {key: body[key] for key in ("Level", "Expand", "ResponseContent",
                                              "RequestedTags") if key in body}
@@ -2861,8 +2866,7 @@ def _find_extended(conn, body, tag, page_size):
         # 1.12.5+ refuse Since for a case-sensitive pattern with letters (checked on 1.12.7 and
         # 1.13.0): its ids, from one light request (a set: no OrderBy to sort them by), then
         # filter the case-insensitive pages
-        unordered = {key: value for key, value in body.items() if key != "OrderBy"}
-        keep = set(_matching_ids(conn, unordered)[1]) if _case_matters(body) else None
+        keep = set(_matching_ids(conn, _unordered(body))[1]) if _case_matters(body) else None
         yield from _find_pages(conn, dict(body, CaseSensitive=False), page_size, keep)
 
 
