@@ -2645,9 +2645,10 @@ def find(conn: Connection, level: str, query: Mapping[str, Any], *, expand: bool
 
 
 def _case_matters(body):
-    """Whether a case-sensitive body could answer otherwise case-insensitively: only a pattern
-    with a cased letter can (dates, numbers and UIDs have none)."""
-    return body["CaseSensitive"] and any(
+    """Whether a case-sensitive body (Orthanc's default) could answer otherwise
+    case-insensitively: only a pattern with a cased letter can (dates, numbers and UIDs
+    have none)."""
+    return body.get("CaseSensitive", True) and any(
         str(value).lower() != str(value).upper() for value in body["Query"].values())
 
 
@@ -3020,18 +3021,21 @@ def get_daily_stats(conn: Connection, level: str, from_date: datetime.date | str
 
     Days run from ``from_date`` to ``to_date`` inclusive (dates, ``'YYYY-MM-DD'`` or
     ``'YYYYMMDD'``); the default is the last 8 days ending today. Returns a list of
-    ``DailyCount(date, count)``. Whatever the number of days, one request: a find of the
-    range's studies asking only their StudyDate and the computed count of the level
-    (``RequestedTags``, ``ResponseContent``); Orthanc >= 1.12.5 sends just that (measured by
-    tests/bench/bench_daily.py on 1.13.0, 1,500 studies of 2 series over 30 days: 44 ms for
-    studies and 59 ms for instances, where the whole expanded studies took 85 ms and 349 ms
-    with their series, and a ``count`` per day 59 ms and 126 ms: per-day counting is not
-    used). Orthanc 1.11 to 1.12.4 honour ``RequestedTags`` only (the expanded studies come
-    with the counts: one request). Orthanc 1.10 ignores both keys and sends the expanded
-    studies, which list their series; for instances it then takes a second request, for the
-    expanded series (listing their instances). A server with ``LimitFindResults`` set
-    truncates the answers.
-    Orthanc: POST /tools/find with a ``StudyDate`` range.
+    ``DailyCount(date, count)``. Whatever the number of days, one find of the range's
+    studies asking only their StudyDate and the computed count of the level
+    (``RequestedTags``, ``ResponseContent``); Orthanc >= 1.12.5 sends just that, and there a
+    count of the same studies follows, which tells whether the server's
+    ``LimitFindResults`` cut the answer (then the studies come in ``Since`` pages within
+    that limit). Measured by tests/bench/bench_daily.py on 1.13.0, 1,500 studies of 2
+    series over 30 days: 56 ms for studies and 68 ms for instances with the count (44 and
+    59 ms without it, in an earlier run), where the whole expanded studies took 97 ms and
+    371 ms with their series, and a ``count`` per day 61 ms and 144 ms: per-day counting is
+    not used. Orthanc 1.11 to 1.12.4 honour ``RequestedTags`` only (the expanded studies
+    come with the counts: one request). Orthanc 1.10 ignores both keys and sends the
+    expanded studies, which list their series; for instances it then takes a second
+    request, for the expanded series (listing their instances). These older servers cannot
+    tell a cut answer, and count what came.
+    Orthanc: POST /tools/find with a ``StudyDate`` range, POST /tools/count-resources.
     """
     level = _level(level)
     if level == PATIENTS:
@@ -3045,9 +3049,15 @@ def get_daily_stats(conn: Connection, level: str, from_date: datetime.date | str
     counts = dict.fromkeys((day.strftime("%Y%m%d") for day in days), 0)
     query = {"StudyDate": f"{from_date:%Y%m%d}-{to_date:%Y%m%d}"}
     count_tag = _STUDY_COUNT_TAGS.get(level)
-    studies = _post(conn, "/tools/find", {
-        "Level": "Study", "Query": query, "Expand": True, "ResponseContent": ["RequestedTags"],
-        "RequestedTags": ["StudyDate"] + ([count_tag] if count_tag else [])})
+    body = {"Level": "Study", "Query": query, "Expand": True,
+            "ResponseContent": ["RequestedTags"],
+            "RequestedTags": ["StudyDate"] + ([count_tag] if count_tag else [])}
+    studies = _post(conn, "/tools/find", body)
+    if studies and "MainDicomTags" not in studies[0]:  # the extended find, which can count
+        total = _post(conn, "/tools/count-resources", _counted(body))["Count"]
+        cap = _find_cap(conn, body, len(studies), total)
+        if cap is not None:
+            studies = list(_find_pages(conn, body, cap))
     computed = all("RequestedTags" in s for s in studies)  # else an Orthanc older than 1.11
     date_of = {s["ID"]: s["RequestedTags"]["StudyDate"] if computed
                else s["MainDicomTags"].get("StudyDate") for s in studies}

@@ -734,15 +734,17 @@ def test_iter_find_leaves_out_a_study_deleted_between_the_light_request_and_its_
 @pytest.mark.v113
 @pytest.mark.parametrize("level, counts", [
     (o.STUDIES, (2, 0, 1)), (o.SERIES, (3, 0, 1)), (o.INSTANCES, (5, 0, 1))])
-def test_daily_stats_take_one_light_request_at_every_level_on_orthanc_1_13(
+def test_daily_stats_take_one_light_request_and_a_count_at_every_level_on_orthanc_1_13(
         conn_113, count_requests, level, counts):
+    """The count tells that no LimitFindResults of the server cut the light answer."""
     for files in (h.generate_test_study(2, 2, {"StudyDate": "20010301"}),
                   h.generate_test_study(1, 1, {"StudyDate": "20010301"}),
                   h.generate_test_study(1, 1, {"StudyDate": "20010303"})):
         o.upload(conn_113, _zip(files))
     count_requests.clear()
     assert o.get_daily_stats(conn_113, level, "2001-03-01", "2001-03-03") == _days(*counts)
-    assert len(count_requests) == 1
+    assert [url.split("/", 3)[3] for _, url, _ in count_requests] == [
+        "tools/find", "tools/count-resources"]
     assert json.loads(count_requests[0][2]["body"])["ResponseContent"] == ["RequestedTags"]
 
 
@@ -862,3 +864,14 @@ def test_a_case_sensitive_pattern_within_the_limit_is_listed_and_counted(capped)
     assert sorted(s["PatientMainDicomTags"]["PatientName"] for s in found) == ["N1", "N11"]
     assert o.count(capped.conn, o.STUDIES, {"PatientName": "N1*"}) == 2
     assert o.count(capped.conn, o.STUDIES, {"PatientName": "N*"}, case_sensitive=False) == 12
+
+
+@pytest.mark.parametrize("level", [o.STUDIES, o.SERIES, o.INSTANCES])
+def test_daily_stats_past_the_limit_count_every_study(capped, count_requests, level):
+    """One study of one series and one instance a day, 12 days: the one find of the range
+    is cut at 5, the count after it tells, and Since pages within the limit bring the rest."""
+    count_requests.clear()
+    stats = o.get_daily_stats(capped.conn, level, "2001-01-01", "2001-01-14")
+    assert [c for _, c in stats] == [1] * 12 + [0, 0]
+    pages = [(since, limit) for since, limit in _pages(count_requests) if since is not None]
+    assert pages[:3] == [(0, CAP), (5, CAP), (10, CAP)]  # and the one past the end, if sent

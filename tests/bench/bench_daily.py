@@ -7,7 +7,8 @@ spread over ``--days`` days; then, for the studies and the instances of the whol
 best of ``--rounds`` of each way (one row each, time and bytes received):
 
 - ``get_daily_stats``: one find of the studies asking only StudyDate and the computed count
-  (``RequestedTags`` with ``ResponseContent``, Orthanc >= 1.12.5);
+  (``RequestedTags`` with ``ResponseContent``, Orthanc >= 1.12.5), and there a count of
+  them (which tells a server's ``LimitFindResults``);
 - ``expanded``: what it sent before, the expanded studies (and, for instances, the expanded
   series too);
 - ``count per day``: one ``/tools/count-resources`` per day (D requests).
