@@ -2718,18 +2718,32 @@ def _counted(body):
         "Expand", "CaseSensitive", "OrderBy", "ResponseContent", "RequestedTags")}
 
 
+def _count_if_allowed(conn, body):
+    """The /tools/count-resources count of ``body``'s filters, or None where the server
+    refuses that route while it answers /tools/find (403 from an HTTP filter of a plugin,
+    404 from a proxy's list of routes): a cut answer then cannot be told, as on an older
+    Orthanc, and the listing goes on as it can."""
+    try:
+        return _post(conn, "/tools/count-resources", _counted(body))["Count"]
+    except (NotAuthorized, NotFound) as exc:
+        if exc.status in (403, 404):
+            return None
+        raise
+
+
 def _find_cap(conn, body, listed, total):
     """None if one /tools/find answers every match of ``body``; else the most matches this
     server answers to one (its ``LimitFindResults``, ``LimitFindInstances`` for instances:
     1.12.7 and 1.13.0 cut each answer there, silently, ``Since`` pages included).
     ``listed``: how many a light request of ``body`` answered, or None; ``total``: how many
-    /tools/count-resources counted. Only when it exceeds ``listed``, one light request
+    /tools/count-resources counted (None: no count, no cap to tell). Only when it exceeds
+    ``listed``, one light request
     asking case-insensitively for one more than ``listed``, which tells a cap from matches
     that came meanwhile. It asks for all of them when ``listed`` is None, and for a
     case-sensitive pattern with letters: Orthanc cuts the case-insensitive matches and
     keeps the case after (with a cap of 5, a pattern that 6 of 12 studies match in their
     case answered 3 on 1.13.0)."""
-    if total == 0 or (listed is not None and listed >= total):
+    if not total or (listed is not None and listed >= total):
         return None
     asked = total if listed is None or _case_matters(body) else listed + 1
     answered = _matching_ids(conn, dict(_unordered(body), CaseSensitive=False, Limit=asked))[0]
@@ -2846,7 +2860,7 @@ def _find_extended(conn, body, tag, page_size):
     ids_only = not body["Expand"] and "ResponseContent" not in body
     batches = None
     with ThreadPoolExecutor(1, thread_name_prefix="orthanc_fn-count") as pool:
-        total = pool.submit(_post, conn, "/tools/count-resources", _counted(body))
+        total = pool.submit(_count_if_allowed, conn, body)
         if ids_only:
             listed, ids = _matching_ids(conn, body)
         else:
@@ -2854,7 +2868,7 @@ def _find_extended(conn, body, tag, page_size):
                                           min(page_size, _IDENTIFIERS_PER_FIND))
             listed = None if batches is None else sum(joined.count(",") + 1
                                                       for joined, _ in batches)
-        cap = None if listed == 0 else _find_cap(conn, body, listed, total.result()["Count"])
+        cap = None if listed == 0 else _find_cap(conn, body, listed, total.result())
     if cap is not None and _case_matters(body):
         yield from _find_cased_past_cap(conn, body, tag, page_size, cap)
     elif cap is not None:
@@ -2929,7 +2943,8 @@ def iter_find(conn: Connection, level: str, query: Mapping[str, Any], *, page_si
     (a patient without PatientID, or a lettered PatientID pattern at the patient level) it
     raises ``OrthancError`` before any match. Older servers give no way to tell: Orthanc
     1.10.1 answers at most the limit and one more match to any /tools/find, ``Since``
-    pages included, so a listing stops there.
+    pages included, so a listing stops there; nor does a server that refuses the count
+    (403 or 404) and answers the find.
 
     Resources added or deleted while iterating may shift ``Since`` pages; a match deleted
     between the light request and its page is left out. Orthanc: POST /tools/find,
@@ -3054,8 +3069,7 @@ def get_daily_stats(conn: Connection, level: str, from_date: datetime.date | str
             "RequestedTags": ["StudyDate"] + ([count_tag] if count_tag else [])}
     studies = _post(conn, "/tools/find", body)
     if studies and "MainDicomTags" not in studies[0]:  # the extended find, which can count
-        total = _post(conn, "/tools/count-resources", _counted(body))["Count"]
-        cap = _find_cap(conn, body, len(studies), total)
+        cap = _find_cap(conn, body, len(studies), _count_if_allowed(conn, body))
         if cap is not None:
             studies = list(_find_pages(conn, body, cap))
     computed = all("RequestedTags" in s for s in studies)  # else an Orthanc older than 1.11

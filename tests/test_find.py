@@ -2,6 +2,7 @@
 import datetime
 import io
 import json
+import os
 import time
 import zipfile
 
@@ -875,3 +876,47 @@ def test_daily_stats_past_the_limit_count_every_study(capped, count_requests, le
     assert [c for _, c in stats] == [1] * 12 + [0, 0]
     pages = [(since, limit) for since, limit in _pages(count_requests) if since is not None]
     assert pages[:3] == [(0, CAP), (5, CAP), (10, CAP)]  # and the one past the end, if sent
+
+
+# ---- a server that refuses /tools/count-resources (an HTTP filter of a Python plugin)
+
+REFUSE_COUNTS = """
+import orthanc
+
+
+def allowed(uri, **request):
+    return not uri.startswith("/tools/count-resources")
+
+
+orthanc.RegisterIncomingHttpRequestFilter(allowed)
+"""
+
+
+@pytest.fixture(scope="module")
+def uncountable():
+    """Orthanc 1.13 whose Python plugin refuses /tools/count-resources (403) and nothing
+    else, holding 3 one-instance studies of 20010101 to 20010103."""
+    server = orthanc_rig.Server("uncountable", tier="1.13", plugins=("libOrthancPython.so",),
+                                files={"filter.py": REFUSE_COUNTS})
+    server.config["Python"] = {"Path": server.inside(os.path.join(server.dir, "filter.py"))}
+    try:
+        server.start()
+        o.upload(server.conn, _zip([h.generate_test_dicom_file(4, 4, {
+            "StudyDate": f"2001010{n}"}) for n in (1, 2, 3)]))
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.mark.v113
+def test_iter_find_and_daily_stats_go_on_where_the_server_refuses_counts(uncountable):
+    """The count only tells a cut answer; refused, the listing goes on as on an older
+    Orthanc. count itself raises what the server said."""
+    ids = sorted(o.get_all_ids(uncountable.conn, o.STUDIES))
+    assert sorted(s["ID"] for s in o.iter_find(uncountable.conn, o.STUDIES, {})) == ids
+    assert sorted(o.iter_find(uncountable.conn, o.STUDIES, {}, expand=False)) == ids
+    assert [c for _, c in o.get_daily_stats(uncountable.conn, o.STUDIES, "2001-01-01",
+                                            "2001-01-04")] == [1, 1, 1, 0]
+    with pytest.raises(o.NotAuthorized) as info:
+        o.count(uncountable.conn, o.STUDIES, {})
+    assert info.value.status == 403
