@@ -2737,12 +2737,11 @@ def _find_cap(conn, body, listed, total):
     1.12.7 and 1.13.0 cut each answer there, silently, ``Since`` pages included).
     ``listed``: how many a light request of ``body`` answered, or None; ``total``: how many
     /tools/count-resources counted (None: no count, no cap to tell). Only when it exceeds
-    ``listed``, one light request
-    asking case-insensitively for one more than ``listed``, which tells a cap from matches
-    that came meanwhile. It asks for all of them when ``listed`` is None, and for a
-    case-sensitive pattern with letters: Orthanc cuts the case-insensitive matches and
-    keeps the case after (with a cap of 5, a pattern that 6 of 12 studies match in their
-    case answered 3 on 1.13.0)."""
+    ``listed``, one light request asking case-insensitively for one more than ``listed``,
+    which tells a cap from matches that came meanwhile. It asks for all of them when
+    ``listed`` is None, and for a case-sensitive pattern with letters: Orthanc cuts the
+    case-insensitive matches and keeps the case after (with a cap of 5, a pattern that 6
+    of 12 studies match in their case answered 3 on 1.13.0)."""
     if not total or (listed is not None and listed >= total):
         return None
     asked = total if listed is None or _case_matters(body) else listed + 1
